@@ -1,1 +1,20 @@
-"""engine."""
+"""Engine pieces: safe checkpoint loading, the resume allow-list, launcher and export helpers.
+
+Importing this package (``import mmdiffkd.engine``, done by the tools and by the distiller)
+registers MMEngine's checkpoint globals with torch's ``weights_only`` unpickler and makes every
+MMEngine checkpoint scheme load with ``weights_only=True``; see :mod:`.checkpoint`.
+"""
+from .checkpoint import (CheckpointMismatchError, UnsafeCheckpointError, extract_state_dict,
+                         install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
+                         load_state_dict_checked, revise_state_dict, torch_load_safe)
+from .safe_globals import (mmengine_checkpoint_globals, mmengine_safe_globals,
+                           register_mmengine_safe_globals)
+
+install_safe_loaders()
+
+__all__ = [
+    'CheckpointMismatchError', 'UnsafeCheckpointError', 'extract_state_dict',
+    'install_safe_loaders', 'load_checkpoint_file', 'load_checkpoint_safe',
+    'load_state_dict_checked', 'revise_state_dict', 'torch_load_safe',
+    'mmengine_checkpoint_globals', 'mmengine_safe_globals', 'register_mmengine_safe_globals',
+]
