@@ -1,0 +1,51 @@
+"""FitNets: Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015."""
+from typing import Optional
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmdiffkd.registry import MODELS
+
+from ._utils import check_channels, check_ndim
+
+
+@MODELS.register_module()
+class FitNets(nn.Module):
+    """Hint learning: a learned regressor maps the student feature to the teacher's width, then MSE.
+
+    ``L = mean((r(s) - t)^2)`` where ``r`` is a 1x1 convolution (with bias) for (B, C, H, W)
+    maps, or a linear layer for (B, C) vectors and (B, N, C) tokens (channels last). The paper's
+    regressor is a convolution; a 1x1 kernel keeps the spatial grid, so student and teacher maps
+    must share H, W. The regressor is training-only: it lives in the loss, not in the student.
+
+    Args:
+        student_channels (int): student width (filled by the distiller's dry forward).
+        teacher_channels (int): teacher width (filled likewise).
+    """
+
+    def __init__(self, student_channels: Optional[int] = None,
+                 teacher_channels: Optional[int] = None):
+        super().__init__()
+        if student_channels is None or teacher_channels is None:
+            raise ValueError('FitNets needs student_channels and teacher_channels (the distiller '
+                             'fills them from a dry forward; set them when building it by hand).')
+        self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        # One weight serves 1x1 conv (maps) and linear (vectors / tokens).
+        self.regressor = nn.Linear(student_channels, teacher_channels)
+
+    def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
+        check_ndim('FitNets', 'student', student, (2, 3, 4))
+        check_ndim('FitNets', 'teacher', teacher, (2, 3, 4))
+        channel_dim = 1 if student.dim() == 4 else -1
+        check_channels('FitNets', 'student', self.student_channels, student.shape[channel_dim])
+        if student.dim() == 4:
+            hint = F.conv2d(student, self.regressor.weight[:, :, None, None], self.regressor.bias)
+        else:
+            hint = self.regressor(student)
+        if hint.shape != teacher.shape:
+            raise ValueError(f'FitNets: student {tuple(student.shape)} regressed to '
+                             f'{tuple(hint.shape)} does not match teacher {tuple(teacher.shape)}; '
+                             f'batch and spatial sizes must agree and teacher_channels='
+                             f'{self.teacher_channels} must be the teacher width.')
+        return F.mse_loss(hint, teacher.detach())

@@ -1,0 +1,123 @@
+"""VkD: Miles, Elezi, Deng, "VkD: Improving Knowledge Distillation using Orthogonal Projections",
+CVPR 2024."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.parametrizations import orthogonal
+
+from mmdiffkd.registry import MODELS
+
+from ._utils import check_channels, check_ndim
+
+NORMS = ('sample', 'channel', 'none')
+
+
+@MODELS.register_module()
+class VkD(nn.Module):
+    """Orthogonal projection of the student to the teacher width + task-specific normalisation.
+
+    ``P`` is a bias-free linear map (a 1x1 convolution on maps) kept orthogonal by PyTorch's
+    ``orthogonal`` parametrization: with ``P`` of shape (C_t, C_s) its columns are orthonormal
+    when C_s <= C_t (its rows when C_s > C_t), so the projection can neither drop nor invent
+    student feature energy (paper Sec. 3). Then::
+
+        L = smooth_l1(N_s(P s), N_t(t))
+
+    ``normalize`` picks the normalisation:
+
+    - ``'sample'`` (classification, the default): the teacher feature standardised per sample
+      over its channels (layer norm without affine parameters); the student side is not
+      normalised (``N_s`` = identity), as in the authors' classification code.
+    - ``'channel'`` (dense features, detection): both sides standardised per channel over batch
+      and positions (batch norm statistics, no affine, no running buffers).
+    - ``'none'``: no normalisation.
+
+    Inputs are pooled features (B, C), tokens (B, N, C) or maps (B, C, H, W), one FPN level per
+    declaration. Student tokens (B, N, C) with a pooled teacher (B, C) are mean-pooled over N
+    first (the paper's DeiT setting: patch tokens pooled against the teacher's pooled feature).
+
+    Args:
+        student_channels (int): student width (filled by the distiller's dry forward).
+        teacher_channels (int): teacher width.
+        normalize (str): 'sample', 'channel' or 'none'. Default 'sample'.
+        affine (bool): add a learned per-channel scale and bias after the orthogonal map (the
+            authors' detection code does). Default False.
+        beta (float): smooth-L1 threshold. Default 1.0 (PyTorch's default, used by the code).
+        eps (float): normalisation epsilon. Default 1e-5.
+
+    The paper's declaration weights are 1 (classification) and 4 (ViDT detection):
+    /work/shared/reference/methods.md.
+    """
+
+    def __init__(self, student_channels: Optional[int] = None,
+                 teacher_channels: Optional[int] = None, normalize: str = 'sample',
+                 affine: bool = False, beta: float = 1.0, eps: float = 1e-5):
+        super().__init__()
+        if student_channels is None or teacher_channels is None:
+            raise ValueError('VkD needs student_channels and teacher_channels (the distiller '
+                             'fills them from a dry forward; set them when building it by hand).')
+        if normalize not in NORMS:
+            raise ValueError(f'VkD: normalize={normalize!r} is not one of {NORMS}.')
+        self.student_channels, self.teacher_channels = student_channels, teacher_channels
+        self.normalize, self.beta, self.eps = normalize, float(beta), eps
+        self.projection = orthogonal(nn.Linear(student_channels, teacher_channels, bias=False))
+        if affine:
+            self.scale = nn.Parameter(torch.ones(teacher_channels))
+            self.bias = nn.Parameter(torch.zeros(teacher_channels))
+        else:
+            self.scale = self.bias = None
+
+    def project(self, student: Tensor) -> Tensor:
+        """Apply the orthogonal map (and the optional affine) on the channel axis."""
+        if student.dim() == 4:  # channels first: a 1x1 convolution
+            out = self.projection(student.permute(0, 2, 3, 1))
+            if self.scale is not None:
+                out = out * self.scale + self.bias
+            return out.permute(0, 3, 1, 2)
+        out = self.projection(student)
+        if self.scale is not None:
+            out = out * self.scale + self.bias
+        return out
+
+    def _standardize_sample(self, x: Tensor) -> Tensor:
+        """Layer norm over the channel axis, no affine (per sample / per position)."""
+        if x.dim() == 4:
+            return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], eps=self.eps).permute(
+                0, 3, 1, 2)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps)
+
+    def _standardize_channel(self, x: Tensor) -> Tensor:
+        """Batch-norm statistics per channel over batch (and positions), no affine."""
+        if x.dim() == 3:  # (B, N, C) -> (B, C, N)
+            return F.batch_norm(x.transpose(1, 2), None, None, training=True,
+                                eps=self.eps).transpose(1, 2)
+        return F.batch_norm(x, None, None, training=True, eps=self.eps)
+
+    def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
+        check_ndim('VkD', 'student', student, (2, 3, 4))
+        check_ndim('VkD', 'teacher', teacher, (2, 3, 4))
+        teacher = teacher.detach()
+        if student.dim() == 3 and teacher.dim() == 2:
+            student = student.mean(dim=1)
+        channel_dim = 1 if student.dim() == 4 else -1
+        check_channels('VkD', 'student', self.student_channels, student.shape[channel_dim])
+        projected = self.project(student)
+        if projected.shape != teacher.shape:
+            raise ValueError(f'VkD: student {tuple(student.shape)} projected to '
+                             f'{tuple(projected.shape)} does not match teacher '
+                             f'{tuple(teacher.shape)}; batch, token and spatial sizes must agree '
+                             f'and teacher_channels={self.teacher_channels} must be the teacher '
+                             f'width.')
+        if self.normalize == 'sample':
+            teacher = self._standardize_sample(teacher)
+        elif self.normalize == 'channel':
+            channels = projected.shape[1 if projected.dim() == 4 else -1]
+            if projected.numel() // channels < 2:
+                raise ValueError(f'VkD: normalize="channel" needs more than one value per channel; '
+                                 f'got {tuple(projected.shape)}.')
+            projected = self._standardize_channel(projected)
+            teacher = self._standardize_channel(teacher)
+        return F.smooth_l1_loss(projected, teacher, beta=self.beta)
