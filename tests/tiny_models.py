@@ -1,0 +1,75 @@
+"""Tiny models and batches shared by the distiller tests (and other helpers' tests).
+
+``ToyClassifier`` needs only torch + MMEngine: a two-stage conv net with a linear head, the
+same ``forward(inputs, data_samples, mode)`` contract as mmdet / mmseg / mmpretrain models.
+It is registered in MMEngine's root registry (scope ``mmengine``), so the distiller finds it
+by searching the known scopes. Real task models live in ``tests/configs/``.
+"""
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.structures import BaseDataElement
+
+os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
+
+
+@ROOT_MODELS.register_module(force=True)
+class ToyClassifier(BaseModel):
+    """conv(stem) -> stage1 -> stage2 -> pool -> fc; ``width`` scales every layer."""
+
+    def __init__(self, width=8, num_classes=4, in_channels=3, data_preprocessor=None,
+                 init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.stage1 = nn.Sequential(nn.Conv2d(width, width * 2, 3, stride=2, padding=1),
+                                    nn.BatchNorm2d(width * 2), nn.ReLU(), nn.Dropout(0.1))
+        self.stage2 = nn.Sequential(nn.Conv2d(width * 2, width * 4, 3, stride=2, padding=1),
+                                    nn.BatchNorm2d(width * 4), nn.ReLU())
+        self.fc = nn.Linear(width * 4, num_classes)
+
+    def features(self, x):
+        x = self.stem(x)
+        s1 = self.stage1(x)
+        s2 = self.stage2(s1)
+        return s1, s2
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        s1, s2 = self.features(inputs)
+        logits = self.fc(s2.mean((2, 3)))
+        if mode == 'tensor':
+            return logits
+        if mode == 'loss':
+            labels = torch.stack([d.gt_label for d in data_samples])
+            return dict(loss_cls=F.cross_entropy(logits, labels))
+        for d, row in zip(data_samples, logits):
+            d.pred_label = row.argmax()
+        return data_samples
+
+
+def toy_model(width=8, **kwargs):
+    return dict(type='ToyClassifier', width=width,
+                data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3,
+                                       std=[64.0] * 3), **kwargs)
+
+
+def toy_batch(n=2, size=16, num_classes=4, seed=0):
+    """A batch as a dataloader yields it: uint8 images and data samples with labels."""
+    g = torch.Generator().manual_seed(seed)
+    inputs = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+              for _ in range(n)]
+    samples = [BaseDataElement(gt_label=torch.randint(0, num_classes, (), generator=g),
+                               metainfo=dict(img_shape=(size, size)))
+               for _ in range(n)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def save_weights(model, path):
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    return path
