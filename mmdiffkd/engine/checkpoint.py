@@ -21,6 +21,7 @@ import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch
 from mmengine.fileio import get as fileio_get
@@ -50,13 +51,15 @@ class CheckpointMismatchError(RuntimeError):
         self.shape_mismatches = list(shape_mismatches)
 
 
-def torch_load_safe(f, map_location='cpu', source=None):
-    """``torch.load(f, weights_only=True)`` with a clear error for unsafe pickles."""
+@contextmanager
+def _refuse_unsafe(name):
+    """Turn torch's weights-only ``UnpicklingError`` into :class:`UnsafeCheckpointError`."""
     register_mmengine_safe_globals()
     try:
-        return torch.load(f, map_location=map_location, weights_only=True)
+        yield
+    except UnsafeCheckpointError:
+        raise
     except pickle.UnpicklingError as err:
-        name = source if source is not None else f
         raise UnsafeCheckpointError(
             f'Refused to load checkpoint {name!r}: it contains a pickled object that is not '
             'plain weights, and mmdiffkd only loads checkpoints with '
@@ -65,6 +68,12 @@ def torch_load_safe(f, map_location='cpu', source=None):
             'checkpoints (mmdiffkd.engine.safe_globals). If you made this file yourself and trust '
             'it, re-save only its tensors: torch.save({"state_dict": sd}, path). '
             f'torch said: {err}') from None
+
+
+def torch_load_safe(f, map_location='cpu', source=None):
+    """``torch.load(f, weights_only=True)`` with a clear error for unsafe pickles."""
+    with _refuse_unsafe(source if source is not None else str(f)):
+        return torch.load(f, map_location=map_location, weights_only=True)
 
 
 # ---- loaders registered into MMEngine's CheckpointLoader -------------------------------------
@@ -85,14 +94,18 @@ def load_from_http_safe(filename, map_location=None, model_dir=None):
     """
     from mmengine.dist import barrier, get_dist_info
     rank, world_size = get_dist_info()
+
+    def load():
+        with _refuse_unsafe(filename):
+            return torch.hub.load_state_dict_from_url(
+                filename, model_dir=model_dir, map_location=map_location, weights_only=True)
+
     if rank == 0:
-        checkpoint = torch.hub.load_state_dict_from_url(
-            filename, model_dir=model_dir, map_location=map_location, weights_only=True)
+        checkpoint = load()
     if world_size > 1:
         barrier()
         if rank > 0:
-            checkpoint = torch.hub.load_state_dict_from_url(
-                filename, model_dir=model_dir, map_location=map_location, weights_only=True)
+            checkpoint = load()
     return checkpoint
 
 

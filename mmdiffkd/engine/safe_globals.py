@@ -34,8 +34,8 @@ except ImportError:  # pragma: no cover - numpy < 2 (the tested version)
 def history_buffer_getattr(obj, name):
     """Restricted ``getattr``: only ``HistoryBuffer.<registered statistics method>``."""
     if obj is HistoryBuffer and isinstance(name, str):
-        method = HistoryBuffer._statistics_methods.get(name, getattr(HistoryBuffer, name, None))
-        if callable(method) and getattr(method, '__qualname__', '').startswith('HistoryBuffer.'):
+        method = HistoryBuffer._statistics_methods.get(name)
+        if method is not None and getattr(HistoryBuffer, name, None) is method:
             return method
     raise pickle.UnpicklingError(
         f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
