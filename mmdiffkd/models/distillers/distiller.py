@@ -155,7 +155,12 @@ class Distiller(BaseModel):
         self.teacher_checkpoint = teacher_ckpt
         self.keep_teacher_in_checkpoint = keep_teacher_in_checkpoint
         self.stop_teacher_early = stop_teacher_early
-        self.dry_run_cfg = dict(input_size=(224, 224), in_channels=None, **(dry_run or {}))
+        self.dry_run_cfg = dict(input_size=(224, 224), in_channels=None)
+        unknown = set(dry_run or {}) - set(self.dry_run_cfg)
+        if unknown:
+            raise KeyError(f'dry_run has unknown keys {sorted(unknown)}; valid: '
+                           f'{sorted(self.dry_run_cfg)}.')
+        self.dry_run_cfg.update(dry_run or {})
         if teacher_ckpt is not None:
             load_weights(teacher_model, teacher_ckpt, 'teacher')
         teacher_model.eval()
@@ -256,7 +261,7 @@ class Distiller(BaseModel):
             d['entries'] = entries
             calls_needed = max((e.call if e.call is not None and e.call >= 0 else 0)
                                for e in entries) + 1
-            self.student_records.add(d['student'], d['source'])
+            self.student_records.add(d['student'], d['source'], calls_needed)
             self.teacher_records.add(d['teacher'], d['source'], calls_needed)
             self._declarations[name] = d
 
@@ -289,7 +294,8 @@ class Distiller(BaseModel):
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         errors = []
         for samples in (None, [BaseDataElement(metainfo=meta)]):
-            with records.recording(stop_early=True):
+            # No early stop: a full forward sees how often each module runs (call=...).
+            with records.recording(stop_early=False):
                 try:
                     with DefaultScope.overwrite_default_scope(model._mmdiffkd_scope):
                         model(inputs, samples, mode='tensor')
