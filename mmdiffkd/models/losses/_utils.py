@@ -21,12 +21,18 @@ def check_ndim(name: str, what: str, x: Tensor, allowed: Sequence[int]) -> None:
         raise ValueError(f'{name}: {what} has shape {tuple(x.shape)}; expected {valid}.')
 
 
-def check_channels(name: str, what: str, expected: Optional[int], got: int) -> None:
+def channels_of(x: Tensor) -> int:
+    """Width of (B, C), (B, C, H, W) (dim 1) or (B, N, C) tokens (last dim)."""
+    return x.shape[-1] if x.dim() == 3 else x.shape[1]
+
+
+def check_channels(name: str, what: str, expected: Optional[int], x: Tensor) -> None:
     """Raise a ValueError when a declared channel count disagrees with the tensor."""
+    got = channels_of(x)
     if expected is not None and expected != got:
         raise ValueError(f'{name}: {what}_channels={expected} was declared but the {what} '
-                         f'tensor has {got} channels; set {what}_channels={got} or leave it '
-                         f'out so the distiller fills it.')
+                         f'tensor of shape {tuple(x.shape)} has {got} channels; set '
+                         f'{what}_channels={got} or leave it out so the distiller fills it.')
 
 
 def flatten_logits(logits: Tensor) -> Tensor:

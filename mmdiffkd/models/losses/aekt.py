@@ -102,8 +102,8 @@ class AEKT(nn.Module):
         check_ndim('AEKT', 'student', student, (2,))
         check_ndim('AEKT', 'teacher', teacher, (2,))
         if self.head is not None:
-            check_channels('AEKT', 'student', self.student_channels, student.shape[1])
-            check_channels('AEKT', 'teacher', self.teacher_channels, teacher.shape[1])
+            check_channels('AEKT', 'student', self.student_channels, student)
+            check_channels('AEKT', 'teacher', self.teacher_channels, teacher)
             student = self.head(student)
         if student.shape != teacher.shape:
             raise ValueError(f'AEKT: distillation logits {tuple(student.shape)} and teacher '

@@ -47,7 +47,7 @@ class CWD(nn.Module):
         check_ndim('CWD', 'student', student, (4,))
         check_ndim('CWD', 'teacher', teacher, (4,))
         if self.adapter is not None:
-            check_channels('CWD', 'student', self.student_channels, student.shape[1])
+            check_channels('CWD', 'student', self.student_channels, student)
             student = self.adapter(student)
         check_same_shape('CWD', student, teacher)
         b, c = student.shape[:2]

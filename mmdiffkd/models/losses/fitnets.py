@@ -37,8 +37,7 @@ class FitNets(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('FitNets', 'student', student, (2, 3, 4))
         check_ndim('FitNets', 'teacher', teacher, (2, 3, 4))
-        channel_dim = 1 if student.dim() == 4 else -1
-        check_channels('FitNets', 'student', self.student_channels, student.shape[channel_dim])
+        check_channels('FitNets', 'student', self.student_channels, student)
         if student.dim() == 4:
             hint = F.conv2d(student, self.regressor.weight[:, :, None, None], self.regressor.bias)
         else:

@@ -132,10 +132,8 @@ class RTK(nn.Module):
         if student.shape[0] != teacher.shape[0]:
             raise ValueError(f'RTK: student {tuple(student.shape)} and teacher '
                              f'{tuple(teacher.shape)} must share the batch size.')
-        check_channels('RTK', 'student', self.student_channels,
-                       student.shape[1 if student.dim() == 4 else -1])
-        check_channels('RTK', 'teacher', self.teacher_channels,
-                       teacher.shape[1 if teacher.dim() == 4 else -1])
+        check_channels('RTK', 'student', self.student_channels, student)
+        check_channels('RTK', 'teacher', self.teacher_channels, teacher)
         s = to_tokens(student, self.pool_size)
         t = to_tokens(teacher.detach(), self.pool_size)
         attn = self.attention(s, t)

@@ -102,8 +102,7 @@ class VkD(nn.Module):
         teacher = teacher.detach()
         if student.dim() == 3 and teacher.dim() == 2:
             student = student.mean(dim=1)
-        channel_dim = 1 if student.dim() == 4 else -1
-        check_channels('VkD', 'student', self.student_channels, student.shape[channel_dim])
+        check_channels('VkD', 'student', self.student_channels, student)
         projected = self.project(student)
         if projected.shape != teacher.shape:
             raise ValueError(f'VkD: student {tuple(student.shape)} projected to '
