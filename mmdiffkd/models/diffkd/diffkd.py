@@ -1,0 +1,305 @@
+"""DiffKD: Huang et al., "Knowledge Diffusion for Distillation", NeurIPS 2023, arXiv 2305.15712.
+
+A diffusion model trained on teacher features denoises the student feature; the denoised
+feature is matched to the teacher. One module distils one student/teacher feature pair (or
+several of equal width, when shared). The reference algorithm is stated in
+``/work/shared/golden/diffkd/README.md``; ``docs/diffkd.md`` lists every option and deviation.
+"""
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from mmdiffkd.registry import MODELS
+
+from .autoencoder import LinearAutoEncoder
+from .layers import BatchNorm2d
+from .noise_adapter import NoiseAdapter
+from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
+from .scheduler import DDIMScheduler
+
+_LAYOUTS = {2: '(B, C) logits', 3: '(B, N, C) tokens', 4: '(B, C, H, W) feature maps'}
+
+
+def _float(x: Tensor) -> Tensor:
+    """Losses are computed in at least float32 (autocast hands us half / bfloat16)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+@MODELS.register_module()
+class DiffKD(nn.Module):
+    """Distil a student feature into a teacher feature through a diffusion denoiser.
+
+    Args:
+        student_channels: C_s, channels of the student feature (the distiller fills it).
+        teacher_channels: C_t, channels of the teacher feature (the distiller fills it).
+        kernel_size: 3 for feature maps (Bottleneck nets), 1 for logits (1x1 MLP nets). The
+            parameters depend on it, so it is fixed at build time;
+            :meth:`default_kernel_size` gives 1 for (B, C) inputs and 3 otherwise.
+        use_ae: compress the teacher feature with a linear autoencoder first (feature maps).
+        ae_channels: latent width of the autoencoder; default ``teacher_channels // 2``.
+        inference_steps: DDIM steps walked when denoising the student (the paper uses 5).
+        num_train_timesteps: length of the noise schedule (at most 1280).
+        distill_loss: ``'mse'`` (mean squared error) or ``'kl'`` (KL divergence of the channel
+            softmax, temperature ``tau``); default ``'kl'`` for kernel 1, ``'mse'`` for kernel 3.
+        tau: temperature of the ``'kl'`` distillation loss.
+        distill_weight, diffusion_weight, ae_weight: relative weights of the three parts.
+        distill_updates_diffusion: let the distillation loss's gradient reach the noise
+            predictor through the sampling chain (the reference does). With False the predictor
+            learns from the diffusion loss alone; the student still gets the full gradient.
+        token_hw: (H, W) used to reshape (B, N, C) tokens; a forward kwarg of the same name
+            overrides it. Without either, the other input's map size or a square is used.
+        keep_denoised: keep detached copies of the last denoised feature, target and gamma in
+            ``self.last_outputs`` (for visualisation hooks; costs one feature of memory).
+    """
+
+    def __init__(self,
+                 student_channels: int,
+                 teacher_channels: int,
+                 kernel_size: int = 3,
+                 use_ae: bool = False,
+                 ae_channels: Optional[int] = None,
+                 inference_steps: int = 5,
+                 num_train_timesteps: int = 1000,
+                 distill_loss: Optional[str] = None,
+                 tau: float = 1.0,
+                 distill_weight: float = 1.0,
+                 diffusion_weight: float = 1.0,
+                 ae_weight: float = 1.0,
+                 distill_updates_diffusion: bool = True,
+                 token_hw: Optional[Sequence[int]] = None,
+                 keep_denoised: bool = False):
+        super().__init__()
+        for name, value in (('student_channels', student_channels),
+                            ('teacher_channels', teacher_channels)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'DiffKD: {name} must be a positive int; got {value!r} (the '
+                                 f'distiller fills it from a dry forward when a config leaves '
+                                 f'it out).')
+        if kernel_size not in (1, 3):
+            raise ValueError(f'DiffKD: kernel_size must be 3 (feature maps) or 1 (logits); '
+                             f'got {kernel_size!r}.')
+        if num_train_timesteps > TIME_EMBED_ROWS:
+            raise ValueError(f'DiffKD: num_train_timesteps={num_train_timesteps} exceeds the '
+                             f'{TIME_EMBED_ROWS} rows of the time embedding.')
+        if distill_loss is None:
+            distill_loss = 'kl' if kernel_size == 1 else 'mse'
+        if distill_loss not in ('mse', 'kl'):
+            raise ValueError(f"DiffKD: distill_loss must be 'mse' or 'kl'; got {distill_loss!r}.")
+        if not tau > 0:
+            raise ValueError(f'DiffKD: tau must be > 0; got {tau!r}.')
+        if use_ae and kernel_size == 1:
+            raise ValueError('DiffKD: use_ae=True needs kernel_size=3; the autoencoder '
+                             'compresses feature maps, and logits have no channels to spare.')
+        if ae_channels is not None and not use_ae:
+            raise ValueError(f'DiffKD: ae_channels={ae_channels} was given with use_ae=False; '
+                             f'set use_ae=True or drop ae_channels.')
+        if use_ae:
+            ae_channels = teacher_channels // 2 if ae_channels is None else ae_channels
+            if not isinstance(ae_channels, int) or ae_channels < 1:
+                raise ValueError(f'DiffKD: ae_channels must be a positive int; got '
+                                 f'{ae_channels!r}.')
+        self.student_channels = student_channels
+        self.teacher_channels = teacher_channels
+        self.kernel_size = kernel_size
+        self.use_ae = use_ae
+        self.ae_channels = ae_channels
+        self.channels = ae_channels if use_ae else teacher_channels
+        self.distill_loss = distill_loss
+        self.tau = float(tau)
+        self.distill_weight = distill_weight
+        self.diffusion_weight = diffusion_weight
+        self.ae_weight = ae_weight
+        self.distill_updates_diffusion = distill_updates_diffusion
+        self.token_hw = self._check_hw(token_hw)
+        self.keep_denoised = keep_denoised
+        self.last_outputs: Dict[str, Tensor] = {}
+
+        c = self.channels
+        self.autoencoder = LinearAutoEncoder(teacher_channels, c) if use_ae else None
+        self.align = nn.Conv2d(student_channels, c, 1)
+        self.noise_predictor = NoisePredictor(c, kernel_size)
+        self.noise_adapter = NoiseAdapter(c, kernel_size)
+        self.proj_conv = nn.Conv2d(c, c, 1)
+        self.proj_bn = BatchNorm2d(c)
+        self.scheduler = DDIMScheduler(num_train_timesteps, inference_steps)
+
+    @property
+    def inference_steps(self) -> int:
+        return self.scheduler.inference_steps
+
+    @staticmethod
+    def default_kernel_size(feature: Tensor) -> int:
+        """1 for (B, C) logits, 3 for maps and tokens: what a builder should pass."""
+        return 1 if feature.dim() == 2 else 3
+
+    # ----------------------------------------------------------------------------- layouts
+    @staticmethod
+    def _check_hw(hw) -> Optional[Tuple[int, int]]:
+        if hw is None:
+            return None
+        if (not isinstance(hw, (tuple, list)) or len(hw) != 2
+                or not all(isinstance(v, int) and v > 0 for v in hw)):
+            raise ValueError(f'DiffKD: token_hw must be a pair of positive ints (H, W); '
+                             f'got {hw!r}.')
+        return tuple(hw)
+
+    def _to_map(self, x: Tensor, what: str, hw, other: Tensor) -> Tensor:
+        """(B, C) -> (B, C, 1, 1); (B, N, C) -> (B, C, H, W); (B, C, H, W) unchanged."""
+        if x.dim() == 4:
+            return x
+        if x.dim() == 2:
+            return x[:, :, None, None]
+        if x.dim() != 3:
+            raise ValueError(f'DiffKD: the {what} feature has shape {tuple(x.shape)}; expected '
+                             f'{", ".join(_LAYOUTS.values())}.')
+        b, n, c = x.shape
+        if hw is None and other.dim() == 4 and other.shape[2] * other.shape[3] == n:
+            hw = tuple(other.shape[2:])
+        if hw is None:
+            side = int(round(n ** 0.5))
+            if side * side != n:
+                raise ValueError(f'DiffKD: the {what} tokens {tuple(x.shape)} hold N={n} '
+                                 f'tokens, not a square number; pass token_hw=(H, W) with '
+                                 f'H * W = {n} (drop class / distillation tokens first).')
+            hw = (side, side)
+        if hw[0] * hw[1] != n:
+            raise ValueError(f'DiffKD: token_hw={tuple(hw)} gives {hw[0] * hw[1]} positions but '
+                             f'the {what} tokens {tuple(x.shape)} hold N={n}.')
+        return x.transpose(1, 2).reshape(b, c, hw[0], hw[1])
+
+    @staticmethod
+    def _from_map(x: Tensor, like: Tensor) -> Tensor:
+        """Back to the layout of ``like`` (the student input)."""
+        if like.dim() == 2:
+            return x.flatten(1)
+        if like.dim() == 3:
+            return x.flatten(2).transpose(1, 2)
+        return x
+
+    def _check_inputs(self, s: Tensor, t: Tensor, student: Tensor, teacher: Tensor) -> None:
+        if s.shape[1] != self.student_channels or t.shape[1] != self.teacher_channels:
+            raise ValueError(f'DiffKD: built for student_channels={self.student_channels}, '
+                             f'teacher_channels={self.teacher_channels}, but got student '
+                             f'{tuple(student.shape)} ({s.shape[1]} channels) and teacher '
+                             f'{tuple(teacher.shape)} ({t.shape[1]} channels).')
+        if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
+            raise ValueError(f'DiffKD: student {tuple(student.shape)} and teacher '
+                             f'{tuple(teacher.shape)} must have the same batch size and '
+                             f'spatial size (as maps: {tuple(s.shape)} vs {tuple(t.shape)}); '
+                             f'resize one of them before the loss.')
+
+    # ----------------------------------------------------------------------------- parts
+    def _predict(self, x: Tensor, t: Tensor, detach_params: bool) -> Tensor:
+        if not detach_params:
+            return self.noise_predictor(x, t)
+        params = {n: p.detach() for n, p in self.noise_predictor.named_parameters()}
+        return functional_call(self.noise_predictor, params, (x, t), strict=False)
+
+    def denoise(self, student: Tensor, noise: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """Denoise an aligned student map (B, C, H, W); returns (refined, gamma)."""
+        # gamma in (0, 1) per sample: how much of the student survives in the start point
+        gamma = self.noise_adapter(student)
+        if noise is None:
+            noise = torch.randn(student.shape, generator=generator, device=student.device,
+                                dtype=_float(student).dtype)
+        elif noise.shape != student.shape:
+            raise ValueError(f'DiffKD: noise has shape {tuple(noise.shape)}; the aligned '
+                             f'student map needs {tuple(student.shape)}.')
+        g = gamma.view(-1, 1, 1, 1)
+        # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
+        x = g * student + (1 - g) * noise
+        detach = not self.distill_updates_diffusion
+        for i in range(self.scheduler.inference_steps):
+            eps = self._predict(x, self.scheduler.timesteps[i], detach)
+            x = self.scheduler.step(eps, i, x)
+        return self.proj_bn(self.proj_conv(x)), gamma
+
+    def diffusion_loss(self, target: Tensor, noise: Optional[Tensor] = None,
+                       timesteps: Optional[Tensor] = None,
+                       generator: Optional[torch.Generator] = None) -> Tensor:
+        """|| eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps, t) - eps ||^2, t ~ U{0..T-1}."""
+        b = target.shape[0]
+        if noise is None:
+            noise = torch.randn(target.shape, generator=generator, device=target.device,
+                                dtype=_float(target).dtype)
+        elif noise.shape != target.shape:
+            raise ValueError(f'DiffKD: diffusion_noise has shape {tuple(noise.shape)}; the '
+                             f'target map needs {tuple(target.shape)}.')
+        num_t = self.scheduler.num_train_timesteps
+        if timesteps is None:
+            timesteps = torch.randint(0, num_t, (b,), generator=generator, device=target.device)
+        else:
+            if timesteps.shape != (b,) or timesteps.is_floating_point():
+                raise ValueError(f'DiffKD: timesteps must be an integer tensor of shape '
+                                 f'({b},); got {timesteps.dtype} {tuple(timesteps.shape)}.')
+            # a range check reads the values: only free on the CPU
+            if timesteps.device.type == 'cpu' and ((timesteps < 0) | (timesteps >= num_t)).any():
+                raise ValueError(f'DiffKD: timesteps must lie in [0, {num_t}); got '
+                                 f'{timesteps.tolist()}.')
+            timesteps = timesteps.to(device=target.device, dtype=torch.long)
+        x_t = self.scheduler.add_noise(target, noise, timesteps)
+        return F.mse_loss(_float(self.noise_predictor(x_t, timesteps)), _float(noise))
+
+    def _distill(self, refined: Tensor, target: Tensor) -> Tensor:
+        refined, target = _float(refined), _float(target)
+        if self.distill_loss == 'mse':
+            return F.mse_loss(refined, target)
+        # KL(softmax(t / tau) || softmax(s / tau)) * tau^2 over channels, mean over B*H*W
+        c = refined.shape[1]
+        s = refined.permute(0, 2, 3, 1).reshape(-1, c) / self.tau
+        t = target.permute(0, 2, 3, 1).reshape(-1, c) / self.tau
+        kl = F.kl_div(F.log_softmax(s, dim=1), F.softmax(t, dim=1), reduction='batchmean')
+        return kl * self.tau ** 2
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(self, student: Tensor, teacher: Tensor, data_samples=None, *,
+                token_hw: Optional[Sequence[int]] = None,
+                noise: Optional[Tensor] = None,
+                diffusion_noise: Optional[Tensor] = None,
+                timesteps: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None,
+                return_denoised: bool = False
+                ) -> Union[Dict[str, Tensor], Tuple[Dict[str, Tensor], Dict[str, Tensor]]]:
+        """Weighted losses ``distill``, ``diffusion`` and, with the autoencoder, ``ae``.
+
+        ``noise`` (start of sampling), ``diffusion_noise`` and ``timesteps`` (diffusion loss)
+        replace the random draws, which are otherwise taken in that order from ``generator``
+        (or the global RNG). With ``return_denoised=True`` returns ``(losses, extras)``,
+        extras = ``denoised`` (in the student's layout), ``target`` (map) and ``gamma`` (B,).
+        """
+        hw = self._check_hw(token_hw) or self.token_hw
+        s = self._to_map(student, 'student', hw, teacher)
+        t = self._to_map(teacher, 'teacher', hw, student).detach()
+        self._check_inputs(s, t, student, teacher)
+
+        s = self.align(s)
+        losses = {}
+        if self.use_ae:
+            latent, rec = self.autoencoder(t)
+            ae_loss = F.mse_loss(_float(rec), _float(t))
+            target = latent.detach()
+        else:
+            target = t
+        refined, gamma = self.denoise(s, noise, generator)
+        diffusion = self.diffusion_loss(target, diffusion_noise, timesteps, generator)
+        losses['distill'] = self.distill_weight * self._distill(refined, target)
+        losses['diffusion'] = self.diffusion_weight * diffusion
+        if self.use_ae:
+            losses['ae'] = self.ae_weight * ae_loss
+
+        extras = dict(denoised=self._from_map(refined, student), target=target, gamma=gamma)
+        if self.keep_denoised:
+            self.last_outputs = {k: v.detach() for k, v in extras.items()}
+        return (losses, extras) if return_denoised else losses
+
+    def extra_repr(self) -> str:
+        return (f'student_channels={self.student_channels}, '
+                f'teacher_channels={self.teacher_channels}, kernel_size={self.kernel_size}, '
+                f'use_ae={self.use_ae}, channels={self.channels}, '
+                f'distill_loss={self.distill_loss!r}, '
+                f'distill_updates_diffusion={self.distill_updates_diffusion}')
