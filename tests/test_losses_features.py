@@ -73,6 +73,24 @@ def test_fitnets_value_by_hand():
     assert vec.item() == pytest.approx(sum(sq) / 6, rel=1e-6)
 
 
+def test_fitnets_norm_standardizes_the_hint_in_training():
+    loss = FitNets(student_channels=2, teacher_channels=3, norm=True)
+    # A teacher that is already standardised per channel is matched exactly by a BN'd hint
+    # when the regressor output is a per-channel affine copy of it.
+    t = torch.randn(4, 3, 2, 2)
+    t = (t - t.mean((0, 2, 3), keepdim=True)) / t.var((0, 2, 3), unbiased=False,
+                                                      keepdim=True).add(1e-5).sqrt()
+    with torch.no_grad():
+        loss.regressor.weight.zero_()
+        loss.regressor.weight[:2, :2] = torch.eye(2) * 3
+        loss.regressor.weight[2, 0] = -2
+        loss.regressor.bias.fill_(5)
+    s = torch.stack([t[:, 0], t[:, 1]], 1)  # hint = (3 t0 + 5, 3 t1 + 5, -2 t0 + 5)
+    target = torch.stack([t[:, 0], t[:, 1], -t[:, 0]], 1)
+    assert loss(s, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss.norm.running_mean.abs().sum() > 0  # BN statistics were updated
+
+
 def test_fitnets_needs_widths_and_matching_grid():
     with pytest.raises(ValueError, match='needs student_channels and teacher_channels'):
         FitNets()
@@ -112,10 +130,12 @@ def test_pkd_is_one_minus_pearson_per_channel():
     assert PKD()(t * 0.1 - 4, t).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_pkd_resizes_the_larger_map_and_rejects_width_mismatch():
+def test_pkd_resizes_one_map_to_the_other_and_rejects_width_mismatch():
     s, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)
     # bilinear 4 -> 2 (align_corners=False) samples between pixel pairs: a 2x2 average.
     assert PKD()(s, t).item() == pytest.approx(PKD()(F.avg_pool2d(s, 2), t).item(), rel=1e-5)
+    to_student = PKD(resize_student=False)(F.avg_pool2d(s, 2), s * 2 + 1)
+    assert to_student.item() == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ValueError, match=r'student \(2, 4, 2, 2\) and teacher \(2, 3, 2, 2\)'):
         PKD()(torch.randn(2, 4, 2, 2), torch.randn(2, 3, 2, 2))
 

@@ -1,5 +1,5 @@
-"""PKD: Cao, Li, Zhang, Liu, Chen, "PKD: General Distillation Framework for Object Detectors via
-Pearson Correlation Coefficient", NeurIPS 2022."""
+"""PKD: Cao, Zhang, Gao, Cheng, Cheng, Cheng, "PKD: General Distillation Framework for Object
+Detectors via Pearson Correlation Coefficient", NeurIPS 2022, arXiv 2207.02039."""
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,23 +22,28 @@ class PKD(nn.Module):
     """Feature imitation with the Pearson correlation coefficient (for FPN levels).
 
     Both (B, C, H, W) maps are standardised per channel over batch and positions, then matched
-    by MSE halved (paper Sec. 3.2)::
+    by MSE halved (paper Sec. 3)::
 
         s^ = (s - mean_c(s)) / std_c(s),  t^ likewise
         L = 1/2 * mean((s^ - t^)^2) = mean_c (1 - r_c(s, t))
 
     where r_c is channel c's Pearson correlation over the B*H*W values: the loss ignores the
-    magnitude of either feature and keeps only its pattern. Channels must match (FPN levels share
-    one width; use FitNets / VkD to change width). When the spatial sizes differ, the larger map is
-    resized to the smaller one (bilinear), as MMRazor's PKD loss does.
+    magnitude of either feature and keeps only its pattern. The identity is exact because the
+    standard deviation is the population one (MMRazor's PKDLoss uses the unbiased one, which
+    scales the loss by (n-1)/n). Channels must match (FPN levels share one width; use FitNets or
+    VkD to change width).
 
-    The paper weighs this loss with 6 in its detector configs (MMRazor's PKD configs; from
-    memory, check before citing): set ``weight=6`` in the distiller declaration.
+    Args:
+        resize_student (bool): when grids differ, resize the student map to the teacher's
+            (bilinear), else the teacher map to the student's. Default True (MMRazor's default).
+        eps (float): added to the standard deviation. Default 1e-6.
+
+    Declaration weight: 6 per FPN level in MMRazor's PKD configs (``configs/distill/mmdet/pkd``).
     """
 
-    def __init__(self, eps: float = 1e-6):
+    def __init__(self, resize_student: bool = True, eps: float = 1e-6):
         super().__init__()
-        self.eps = eps
+        self.resize_student, self.eps = resize_student, eps
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('PKD', 'student', student, (4,))
@@ -47,14 +52,12 @@ class PKD(nn.Module):
             raise ValueError(f'PKD: student {tuple(student.shape)} and teacher '
                              f'{tuple(teacher.shape)} must share batch and channels.')
         teacher = teacher.detach()
-        hs, ws = student.shape[-2:]
-        ht, wt = teacher.shape[-2:]
-        if (hs, ws) != (ht, wt):
-            if hs * ws > ht * wt:
-                student = F.interpolate(student, size=(ht, wt), mode='bilinear',
+        if student.shape[-2:] != teacher.shape[-2:]:
+            if self.resize_student:
+                student = F.interpolate(student, size=teacher.shape[-2:], mode='bilinear',
                                         align_corners=False)
             else:
-                teacher = F.interpolate(teacher, size=(hs, ws), mode='bilinear',
+                teacher = F.interpolate(teacher, size=student.shape[-2:], mode='bilinear',
                                         align_corners=False)
         s = standardize_channels(student, self.eps)
         t = standardize_channels(teacher, self.eps)
