@@ -73,3 +73,50 @@ def toy_batch(n=2, size=16, num_classes=4, seed=0):
 def save_weights(model, path):
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return path
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Deterministic images whose label is the brightest quadrant (learnable in a few steps)."""
+
+    def __init__(self, n=8, size=16, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for _ in range(n):
+            label = int(torch.randint(0, 4, (), generator=g))
+            img = torch.randint(0, 100, (3, size, size), generator=g, dtype=torch.uint8)
+            h = size // 2
+            r, c = divmod(label, 2)
+            img[:, r * h:(r + 1) * h, c * h:(c + 1) * h] += 120
+            self.items.append((img, label))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        img, label = self.items[i]
+        return dict(inputs=img.clone(), data_samples=BaseDataElement(
+            gt_label=torch.tensor(label), metainfo=dict(img_shape=tuple(img.shape[1:]))))
+
+
+try:
+    from mmengine.evaluator import BaseMetric
+    from mmengine.registry import METRICS as ROOT_METRICS
+
+    @ROOT_METRICS.register_module(force=True)
+    class ToyAccuracy(BaseMetric):
+        """Top-1 accuracy of ``ToyClassifier`` predictions."""
+
+        def process(self, data_batch, data_samples):
+            for d in data_samples:
+                self.results.append(float(d['pred_label'] == d['gt_label']))
+
+        def compute_metrics(self, results):
+            return dict(accuracy=sum(results) / max(len(results), 1))
+except ImportError:  # pragma: no cover
+    pass
+
+
+def toy_loader(n=8, batch_size=2, seed=0):
+    return dict(dataset=ToyDataset(n=n, seed=seed), batch_size=batch_size, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='pseudo_collate'))
