@@ -102,6 +102,11 @@ class DiffKD(nn.Module):
             if not isinstance(ae_channels, int) or ae_channels < 1:
                 raise ValueError(f'DiffKD: ae_channels must be a positive int; got '
                                  f'{ae_channels!r}.')
+        working = ae_channels if use_ae else teacher_channels
+        if kernel_size == 3 and working < 8:
+            raise ValueError(f'DiffKD: kernel_size=3 nets reduce the working width '
+                             f'({"ae_channels" if use_ae else "teacher_channels"}={working}) by 8 '
+                             f'in the noise adapter; it must be >= 8.')
         self.student_channels = student_channels
         self.teacher_channels = teacher_channels
         self.kernel_size = kernel_size

@@ -1,0 +1,317 @@
+"""DiffKD loss behaviour: layouts, batch 1, injected draws, options, autocast, errors."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mmdiffkd.models.diffkd import BatchNorm2d, DiffKD
+from mmdiffkd.registry import MODELS
+
+
+def _draws(b, c, h, w, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return dict(noise=torch.randn(b, c, h, w, generator=gen),
+                diffusion_noise=torch.randn(b, c, h, w, generator=gen),
+                timesteps=torch.randint(0, 1000, (b,), generator=gen))
+
+
+def _finite_grads(module):
+    grads = [p.grad for p in module.parameters()]
+    assert all(g is not None for g in grads)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_registered_and_built_from_config():
+    loss = MODELS.build(dict(type='DiffKD', student_channels=8, teacher_channels=16))
+    assert isinstance(loss, DiffKD)
+    assert loss.distill_loss == 'mse' and loss.kernel_size == 3 and loss.inference_steps == 5
+
+
+def test_feature_maps_with_autoencoder():
+    torch.manual_seed(0)
+    loss = DiffKD(8, 16, use_ae=True)
+    assert loss.channels == 8  # ae_channels defaults to teacher_channels // 2
+    s = torch.randn(2, 8, 5, 4, requires_grad=True)
+    t = torch.randn(2, 16, 5, 4, requires_grad=True)
+    out = loss(s, t)
+    assert set(out) == {'distill', 'diffusion', 'ae'}
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in out.values())
+    sum(out.values()).backward()
+    _finite_grads(loss)
+    assert s.grad is not None and t.grad is None  # the teacher is a constant
+
+
+def test_logits_kernel1_uses_kl_and_returns_logit_layout():
+    torch.manual_seed(0)
+    loss = DiffKD(10, 10, kernel_size=1)
+    assert loss.distill_loss == 'kl'
+    s = torch.randn(4, 10, requires_grad=True)
+    out, extras = loss(s, torch.randn(4, 10), return_denoised=True)
+    assert set(out) == {'distill', 'diffusion'}
+    assert extras['denoised'].shape == (4, 10)
+    assert extras['gamma'].shape == (4,) and ((extras['gamma'] > 0) & (extras['gamma'] < 1)).all()
+    # the distillation part is KL(softmax(t) || softmax(denoised)) with batchmean, tau = 1
+    t = extras['target'].flatten(1)
+    kl = F.kl_div(F.log_softmax(extras['denoised'], 1), F.softmax(t, 1), reduction='batchmean')
+    torch.testing.assert_close(out['distill'], kl)
+    sum(out.values()).backward()
+    _finite_grads(loss)
+
+
+def test_tokens_equal_the_map_they_reshape_to():
+    torch.manual_seed(0)
+    loss = DiffKD(6, 12)
+    s_map, t_map = torch.randn(2, 6, 3, 4), torch.randn(2, 12, 3, 4)
+    s_tok, t_tok = s_map.flatten(2).transpose(1, 2), t_map.flatten(2).transpose(1, 2)
+    draws = _draws(2, 12, 3, 4)
+    ref = loss(s_map, t_map, **draws)
+    # non-square N = 12 needs its size: given as a kwarg ...
+    out, extras = loss(s_tok, t_tok, token_hw=(3, 4), return_denoised=True, **draws)
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k])
+    assert extras['denoised'].shape == (2, 12, 12)  # back to (B, N, C)
+    # ... or taken from the other input when that one is a map
+    out = loss(s_tok, t_map, **draws)
+    torch.testing.assert_close(out['distill'], ref['distill'])
+
+
+def test_square_tokens_need_no_size():
+    loss = DiffKD(4, 8)
+    out = loss(torch.randn(2, 9, 4), torch.randn(2, 9, 8))
+    assert torch.isfinite(out['distill'])
+
+
+@pytest.mark.parametrize('kwargs, student, teacher, match', [
+    (dict(), (2, 12, 4), (2, 12, 8), r'N=12 tokens, not a square number; pass token_hw'),
+    (dict(token_hw=(2, 5)), (2, 12, 4), (2, 12, 8), r'token_hw=\(2, 5\) gives 10 positions'),
+    (dict(), (2, 4, 3, 3, 1), (2, 8, 3, 3), r'\(2, 4, 3, 3, 1\); expected'),
+    (dict(), (2, 5, 3, 3), (2, 8, 3, 3), r'student_channels=4.*got student \(2, 5, 3, 3\)'),
+    (dict(), (2, 4, 3, 3), (2, 8, 4, 3), r'same batch size and spatial size'),
+    (dict(), (3, 4, 3, 3), (2, 8, 3, 3), r'same batch size and spatial size'),
+])
+def test_bad_shapes_are_named(kwargs, student, teacher, match):
+    loss = DiffKD(4, 8)
+    with pytest.raises(ValueError, match=match):
+        loss(torch.randn(*student), torch.randn(*teacher), **kwargs)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(student_channels=None), 'student_channels must be a positive int; got None'),
+    (dict(kernel_size=5), 'kernel_size must be 3 .* or 1 .*; got 5'),
+    (dict(distill_loss='l1'), "distill_loss must be 'mse' or 'kl'; got 'l1'"),
+    (dict(kernel_size=1, use_ae=True), 'use_ae=True needs kernel_size=3'),
+    (dict(ae_channels=4), 'ae_channels=4 was given with use_ae=False'),
+    (dict(token_hw=(3,)), r'token_hw must be a pair of positive ints'),
+    (dict(num_train_timesteps=2000), 'exceeds the 1280 rows'),
+    (dict(use_ae=True), r'working width \(ae_channels=4\) .* must be >= 8'),
+])
+def test_bad_arguments_are_named(kwargs, match):
+    args = dict(student_channels=4, teacher_channels=8)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        DiffKD(**args)
+
+
+def test_bad_injected_draws_are_named():
+    loss = DiffKD(4, 8)
+    s, t = torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3)
+    with pytest.raises(ValueError, match=r'noise has shape \(2, 8, 3\)'):
+        loss(s, t, noise=torch.randn(2, 8, 3))
+    with pytest.raises(ValueError, match=r'timesteps must lie in \[0, 1000\); got \[3, 1000\]'):
+        loss(s, t, timesteps=torch.tensor([3, 1000]))
+    with pytest.raises(ValueError, match=r'timesteps must be an integer tensor of shape \(2,\)'):
+        loss(s, t, timesteps=torch.tensor([3.0, 4.0]))
+
+
+def test_batch_one_logits_and_maps():
+    """The reference crashes at B = 1 (BatchNorm of one value); we train and stay finite."""
+    torch.manual_seed(0)
+    logits = DiffKD(10, 10, kernel_size=1)
+    stats = {k: v.clone() for k, v in logits.state_dict().items() if 'running' in k}
+    s = torch.randn(1, 10, requires_grad=True)
+    out, extras = logits(s, torch.randn(1, 10), return_denoised=True)
+    assert extras['denoised'].shape == (1, 10)
+    sum(out.values()).backward()
+    _finite_grads(logits)
+    assert torch.isfinite(s.grad).all()
+    # single-value BatchNorms fall back to (and keep) their running statistics
+    after = logits.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in stats.items())
+
+    maps = DiffKD(4, 8)
+    out = maps(torch.randn(1, 4, 3, 3), torch.randn(1, 8, 3, 3))
+    sum(out.values()).backward()
+    _finite_grads(maps)
+
+
+def test_batchnorm_single_value_fallback_and_exact_otherwise():
+    torch.manual_seed(0)
+    ours, ref = BatchNorm2d(3), nn.BatchNorm2d(3)
+    ours.running_mean.uniform_(-1, 1)
+    ours.running_var.uniform_(0.5, 2)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 1, 1)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)  # B >= 2: plain BatchNorm
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, rtol=0, atol=0)
+    one = torch.randn(1, 3, 1, 1)
+    mean, var = ours.running_mean.clone(), ours.running_var.clone()
+    expected = (one - mean.view(1, 3, 1, 1)) / (var.view(1, 3, 1, 1) + ours.eps).sqrt()
+    torch.testing.assert_close(ours(one), expected)
+    assert torch.equal(ours.running_mean, mean) and torch.equal(ours.running_var, var)
+
+
+def test_injected_draws_and_generator_make_it_reproducible():
+    torch.manual_seed(0)
+    loss = DiffKD(4, 8).eval()  # eval: BatchNorm statistics do not drift between the calls
+    s, t = torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3)
+    a = loss(s, t, generator=torch.Generator().manual_seed(3))
+    b = loss(s, t, generator=torch.Generator().manual_seed(3))
+    c = loss(s, t, generator=torch.Generator().manual_seed(4))
+    for k in a:
+        assert torch.equal(a[k], b[k])
+    assert not torch.equal(a['diffusion'], c['diffusion'])
+    # the generator draws in the documented order: start noise, diffusion noise, timesteps
+    gen = torch.Generator().manual_seed(3)
+    draws = dict(noise=torch.randn(2, 8, 3, 3, generator=gen),
+                 diffusion_noise=torch.randn(2, 8, 3, 3, generator=gen),
+                 timesteps=torch.randint(0, 1000, (2,), generator=gen))
+    d = loss(s, t, **draws)
+    for k in a:
+        assert torch.equal(a[k], d[k])
+
+
+def test_part_weights_scale_their_part_only():
+    torch.manual_seed(0)
+    base = DiffKD(4, 16, use_ae=True).eval()
+    weighted = DiffKD(4, 16, use_ae=True, distill_weight=2.0, diffusion_weight=0.5,
+                      ae_weight=3.0).eval()
+    weighted.load_state_dict(base.state_dict())
+    s, t = torch.randn(2, 4, 3, 3), torch.randn(2, 16, 3, 3)
+    a, b = base(s, t, **_draws(2, 8, 3, 3)), weighted(s, t, **_draws(2, 8, 3, 3))
+    torch.testing.assert_close(b['distill'], 2.0 * a['distill'])
+    torch.testing.assert_close(b['diffusion'], 0.5 * a['diffusion'])
+    torch.testing.assert_close(b['ae'], 3.0 * a['ae'])
+
+
+def test_distill_updates_diffusion_false_keeps_predictor_on_diffusion_loss():
+    torch.manual_seed(0)
+    ref = DiffKD(4, 8)
+    cut = DiffKD(4, 8, distill_updates_diffusion=False)
+    cut.load_state_dict(ref.state_dict())
+    s0, t = torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3)
+    grads = {}
+    for name, module in (('ref', ref), ('cut', cut)):
+        s = s0.clone().requires_grad_(True)
+        out = module(s, t, **_draws(2, 8, 3, 3))
+        sum(out.values()).backward()
+        grads[name] = s.grad
+    # the student still receives the full gradient through the sampling chain
+    torch.testing.assert_close(grads['cut'], grads['ref'])
+    # the predictor's gradient is exactly that of the diffusion loss
+    only = DiffKD(4, 8)
+    only.load_state_dict(ref.state_dict())
+    only(s0, t, **_draws(2, 8, 3, 3))['diffusion'].backward()
+    for (name, p_cut), p_only, p_ref in zip(cut.noise_predictor.named_parameters(),
+                                            only.noise_predictor.parameters(),
+                                            ref.noise_predictor.parameters()):
+        torch.testing.assert_close(p_cut.grad, p_only.grad, msg=name)
+    assert not torch.allclose(cut.noise_predictor.time_embed.weight.grad,
+                              ref.noise_predictor.time_embed.weight.grad)
+    # the rest (alignment, adapter, projection) still learns from the distillation loss
+    torch.testing.assert_close(cut.noise_adapter.fc.weight.grad, ref.noise_adapter.fc.weight.grad)
+
+
+def test_inference_steps_option():
+    loss = DiffKD(4, 8, inference_steps=2)
+    assert loss.scheduler.timestep_list() == [250, 0]
+    out = loss(torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3))
+    assert torch.isfinite(out['distill'])
+
+
+def test_one_module_shared_across_fpn_levels():
+    torch.manual_seed(0)
+    loss = DiffKD(8, 8)
+    total = 0
+    for h, w in ((8, 10), (4, 5), (2, 3), (1, 2)):
+        out = loss(torch.randn(2, 8, h, w), torch.randn(2, 8, h, w))
+        total = total + sum(out.values())
+    total.backward()
+    _finite_grads(loss)
+    # 5 sampling + 1 diffusion call of the predictor per level, 4 levels
+    assert loss.noise_predictor.out_bn.num_batches_tracked.item() == 24
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_low_precision_is_finite(dtype):
+    torch.manual_seed(0)
+    loss = DiffKD(8, 16, use_ae=True)
+    s = torch.randn(2, 8, 4, 4, requires_grad=True)
+    t = torch.randn(2, 16, 4, 4)
+    with torch.autocast('cpu', dtype=dtype):
+        out = loss(s, t)
+    for v in out.values():
+        assert v.dtype == torch.float32 and torch.isfinite(v)
+    sum(out.values()).backward()
+    _finite_grads(loss)
+    assert torch.isfinite(s.grad).all()
+    assert loss.scheduler.alphas_cumprod.dtype == torch.float32
+
+
+def test_autocast_bfloat16_logits():
+    torch.manual_seed(0)
+    loss = DiffKD(10, 10, kernel_size=1)
+    s = torch.randn(4, 10, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = loss(s, torch.randn(4, 10))
+    sum(out.values()).backward()
+    assert all(torch.isfinite(v) for v in out.values())
+    _finite_grads(loss)
+
+
+def test_forward_never_reads_device_values(monkeypatch):
+    """No .item() / .tolist() / bool() / numpy in forward or backward: no host-device sync."""
+    loss = DiffKD(4, 16, use_ae=True, ae_channels=8)
+    s, t = torch.randn(2, 4, 3, 3, requires_grad=True), torch.randn(2, 16, 3, 3)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError('forward read a tensor value on the host')
+
+    for name in ('item', 'tolist', '__bool__', 'numpy', 'cpu', '__int__', '__float__'):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    out = loss(s, t)
+    sum(out.values()).backward()
+    monkeypatch.undo()
+    assert torch.isfinite(s.grad).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_forward_backward_does_not_synchronise():
+    loss = DiffKD(16, 32, use_ae=True).cuda()
+    s = torch.randn(2, 16, 7, 7, device='cuda', requires_grad=True)
+    t = torch.randn(2, 32, 7, 7, device='cuda')
+    loss(s, t)  # warm-up (lazy CUDA init may sync)
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        out = loss(s, t)
+        sum(out.values()).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_keep_denoised_and_state_dict_roundtrip(tmp_path):
+    loss = DiffKD(4, 8, keep_denoised=True)
+    s = torch.randn(2, 9, 4)  # tokens
+    loss(s, torch.randn(2, 9, 8))
+    assert loss.last_outputs['denoised'].shape == (2, 9, 8)
+    assert not loss.last_outputs['denoised'].requires_grad
+    # checkpoints hold weights and BN statistics only (tables are rebuilt), load weights_only
+    assert not any(k.startswith('scheduler.') for k in loss.state_dict())
+    torch.save(loss.state_dict(), tmp_path / 'diffkd.pth')
+    fresh = DiffKD(4, 8)
+    fresh.load_state_dict(torch.load(tmp_path / 'diffkd.pth', weights_only=True))
+
+
+def test_default_kernel_size():
+    assert DiffKD.default_kernel_size(torch.zeros(2, 10)) == 1
+    assert DiffKD.default_kernel_size(torch.zeros(2, 9, 4)) == 3
+    assert DiffKD.default_kernel_size(torch.zeros(2, 4, 3, 3)) == 3
