@@ -1,4 +1,4 @@
-"""Engine pieces: safe checkpoint loading, the resume allow-list, launcher and export helpers.
+"""Engine pieces: safe checkpoint loading, the resume allow-list, per-step seeding, export.
 
 Importing this package (``import mmdiffkd.engine``, done by the tools and by the distiller)
 registers MMEngine's checkpoint globals with torch's ``weights_only`` unpickler and makes every
@@ -7,6 +7,7 @@ MMEngine checkpoint scheme load with ``weights_only=True``; see :mod:`.checkpoin
 from .checkpoint import (CheckpointMismatchError, UnsafeCheckpointError, extract_state_dict,
                          install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
                          load_state_dict_checked, revise_state_dict, torch_load_safe)
+from .step_seed_hook import StepSeedHook, step_seed
 from .safe_globals import (mmengine_checkpoint_globals, mmengine_safe_globals,
                            register_mmengine_safe_globals)
 
@@ -16,5 +17,5 @@ __all__ = [
     'CheckpointMismatchError', 'UnsafeCheckpointError', 'extract_state_dict',
     'install_safe_loaders', 'load_checkpoint_file', 'load_checkpoint_safe',
     'load_state_dict_checked', 'revise_state_dict', 'torch_load_safe',
-    'mmengine_checkpoint_globals', 'mmengine_safe_globals', 'register_mmengine_safe_globals',
+    'StepSeedHook', 'step_seed', 'mmengine_checkpoint_globals', 'mmengine_safe_globals', 'register_mmengine_safe_globals',
 ]
