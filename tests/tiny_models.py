@@ -5,6 +5,7 @@ same ``forward(inputs, data_samples, mode)`` contract as mmdet / mmseg / mmpretr
 It is registered in MMEngine's root registry (scope ``mmengine``), so the distiller finds it
 by searching the known scopes. Real task models live in ``tests/configs/``.
 """
+import importlib.util
 import os
 
 import torch
@@ -14,7 +15,8 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.structures import BaseDataElement
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+if importlib.util.find_spec('mmcv') is None:  # torch + MMEngine only: the toy tests still run
+    os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
 
@@ -120,3 +122,113 @@ def toy_loader(n=8, batch_size=2, seed=0):
     return dict(dataset=ToyDataset(n=n, seed=seed), batch_size=batch_size, num_workers=0,
                 sampler=dict(type='DefaultSampler', shuffle=False),
                 collate_fn=dict(type='pseudo_collate'))
+
+
+# ---- tiny data for the real task models (need mmdet / mmseg / mmpretrain, hence mmcv) ----------
+
+class ListDataset(torch.utils.data.Dataset):
+    """Items made in memory, with the ``metainfo`` the task metrics read (class names)."""
+
+    def __init__(self, items, metainfo):
+        self.items, self.metainfo = items, metainfo
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        inputs, sample = self.items[i]
+        return dict(inputs=inputs.clone(), data_samples=sample.clone())
+
+
+def _boxes_image(g, size, num_classes, n_boxes=2):
+    img = torch.randint(0, 60, (3, size, size), generator=g, dtype=torch.uint8)
+    boxes, labels, seg = [], [], torch.zeros(size, size, dtype=torch.long)
+    for _ in range(n_boxes):
+        w, h = (int(v) for v in torch.randint(size // 4, size // 2, (2, ), generator=g))
+        x, y = (int(v) for v in torch.randint(0, size - max(w, h), (2, ), generator=g))
+        c = int(torch.randint(0, num_classes, (), generator=g))
+        img[c % 3, y:y + h, x:x + w] = 200  # the class shows as the box's colour
+        boxes.append([x, y, x + w, y + h])
+        labels.append(c)
+        seg[y:y + h, x:x + w] = c + 1
+    return img, torch.tensor(boxes, dtype=torch.float32), torch.tensor(labels), seg
+
+
+def det_dataset(n=4, size=64, num_classes=3, seed=0):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        img, boxes, labels, _ = _boxes_image(g, size, num_classes)
+        sample = DetDataSample(metainfo=dict(
+            img_id=i, img_path=f'fake_{i}.png', ori_shape=(size, size), img_shape=(size, size),
+            scale_factor=(1.0, 1.0),
+            instances=[dict(bbox=b.tolist(), bbox_label=int(c), ignore_flag=0)
+                       for b, c in zip(boxes, labels)]))
+        sample.gt_instances = InstanceData(bboxes=boxes, labels=labels)
+        items.append((img, sample))
+    return ListDataset(items, dict(classes=tuple(f'c{k}' for k in range(num_classes))))
+
+
+def seg_dataset(n=4, size=64, num_classes=4, seed=0):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        img, _, _, seg = _boxes_image(g, size, num_classes - 1)
+        sample = SegDataSample(metainfo=dict(img_path=f'fake_{i}.png', ori_shape=(size, size),
+                                             img_shape=(size, size)))
+        sample.gt_sem_seg = PixelData(data=seg[None])
+        items.append((img, sample))
+    return ListDataset(items, dict(classes=tuple(f'c{k}' for k in range(num_classes)),
+                                   palette=[[k * 40] * 3 for k in range(num_classes)]))
+
+
+def cls_dataset(n=8, size=32, num_classes=4, seed=0):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        label = int(torch.randint(0, num_classes, (), generator=g))
+        img = torch.randint(0, 100, (3, size, size), generator=g, dtype=torch.uint8)
+        h = size // 2
+        r, c = divmod(label, 2)
+        img[:, r * h:(r + 1) * h, c * h:(c + 1) * h] += 120
+        sample = DataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size)))
+        sample.set_gt_label(label)
+        items.append((img, sample))
+    return ListDataset(items, dict(classes=tuple(f'c{k}' for k in range(num_classes))))
+
+
+TASKS = {
+    # name: (distillation config, data, metric, student config)
+    'retinanet': ('distill/retinanet_r18w_to_r18_diffkd.py', det_dataset,
+                  dict(type='mmdet.CocoMetric', metric='bbox', format_only=False),
+                  'det/tiny_retinanet_r18.py'),
+    'faster_rcnn': ('distill/faster_rcnn_r18w_to_r18_diffkd.py', det_dataset,
+                    dict(type='mmdet.CocoMetric', metric='bbox', format_only=False),
+                    'det/tiny_faster_rcnn_r18.py'),
+    'pspnet': ('distill/pspnet_r18w_to_r18_diffkd.py', seg_dataset,
+               dict(type='mmseg.IoUMetric', iou_metrics=['mIoU']), 'seg/tiny_pspnet_r18.py'),
+    'resnet': ('distill/resnet18w_to_r18_diffkd.py', cls_dataset,
+               dict(type='mmpretrain.Accuracy', topk=(1, )), 'cls/tiny_resnet18.py'),
+}
+
+
+def loader(dataset, batch_size=2):
+    return dict(dataset=dataset, batch_size=batch_size, num_workers=0,
+                sampler=dict(type='DefaultSampler', shuffle=False),
+                collate_fn=dict(type='pseudo_collate'))
+
+
+def teacher_checkpoint(distill_cfg, path, seed=1):
+    """Build the teacher of ``distill_cfg`` with seeded random weights and save it (a stand-in
+    for a trained teacher: no weights are downloaded in tests)."""
+    from mmdiffkd.models.distillers.builder import (build_model_in_scope, infer_scope,
+                                                    load_model_spec)
+    model_cfg, scope, _ = load_model_spec(distill_cfg.model.teacher, 'teacher')
+    torch.manual_seed(seed)
+    model = build_model_in_scope(model_cfg, infer_scope(model_cfg, scope, 'teacher'))
+    return save_weights(model, path)

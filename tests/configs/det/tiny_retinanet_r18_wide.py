@@ -1,0 +1,3 @@
+# Teacher for tiny_retinanet_r18: twice the backbone width, same FPN width.
+_base_ = './tiny_retinanet_r18.py'
+model = dict(backbone=dict(base_channels=32), neck=dict(in_channels=[32, 64, 128, 256]))

@@ -1,0 +1,2 @@
+_base_ = './toy_cls.py'
+model = dict(width=16)
