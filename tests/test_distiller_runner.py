@@ -24,6 +24,7 @@ def make_runner(work_dir, teacher_ckpt, max_iters=3, **model_kwargs):
                   default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=max_iters,
                                                      by_epoch=False),
                                      logger=dict(type='LoggerHook', interval=1)),
+                  custom_hooks=[dict(type='mmdiffkd.TeacherValHook')],
                   randomness=dict(seed=0), default_scope='mmengine')
 
 
@@ -46,6 +47,14 @@ def test_runner_trains_student_not_teacher(tmp_path):
     scalars = runner.message_hub.log_scalars
     assert {'train/loss_cls', 'train/loss_feat', 'train/loss_logits'} <= set(scalars)
     assert 'val/accuracy' in scalars
+    # TeacherValHook evaluated the teacher with the same metric, under its own prefix
+    assert 'val/teacher/accuracy' in scalars
+    teacher_acc = scalars['val/teacher/accuracy'].current()
+    preds = [model.teacher(model.teacher_inputs(model.data_preprocessor(b, False)['inputs']))
+             .argmax(1) for b in runner.val_dataloader]
+    labels = [torch.stack([d.gt_label for d in b['data_samples']]) for b in runner.val_dataloader]
+    expected = float(sum((p == y).sum() for p, y in zip(preds, labels))) / 4
+    assert abs(teacher_acc - expected) < 1e-6
     # the checkpoint holds student and loss weights, no teacher, and loads weights_only
     saved = torch.load(osp.join(runner.work_dir, 'iter_3.pth'), map_location='cpu',
                        weights_only=True)
