@@ -292,3 +292,38 @@ def test_unknown_model_type_names_scopes(teacher_ckpt):
     with pytest.raises(KeyError, match='_scope_'):
         MODELS.build(dict(type='Distiller', student=dict(type='NoSuchDetector'),
                           teacher=dict(config=toy_model(16), checkpoint=teacher_ckpt)))
+
+
+def test_student_checkpoint_loaded_after_init_weights(teacher_ckpt, tmp_path):
+    torch.manual_seed(3)
+    init = save_weights(ROOT_MODELS.build(toy_model(8)), str(tmp_path / 'student.pth'))
+    model = MODELS.build(dict(type='Distiller',
+                              student=dict(config=toy_model(8), checkpoint=init),
+                              teacher=dict(config=toy_model(16), checkpoint=teacher_ckpt),
+                              dry_run=dict(input_size=(16, 16))))
+    teacher0 = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    model.init_weights()  # what the Runner calls before training
+    saved = torch.load(init, weights_only=True)['state_dict']
+    for k, v in model.student.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher0[k]), k  # init_weights never touches the teacher
+    with pytest.raises(FileNotFoundError, match='student checkpoint'):
+        MODELS.build(dict(type='Distiller',
+                          student=dict(config=toy_model(8), checkpoint=str(tmp_path / 'no.pth')),
+                          teacher=dict(config=toy_model(16), checkpoint=teacher_ckpt)))
+
+
+def test_config_file_with_base_model(tmp_path):
+    """The form users write: student={{_base_.model}}, teacher config by {{fileDirname}} path."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from tiny_models import CONFIG_DIR
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, 'toy', 'distill_toy_cls.py'))
+    assert cfg.model.student.type == 'ToyClassifier' and cfg.model.student.width == 8
+    model = ROOT_MODELS.build(cfg.model)
+    assert model.distill_losses.stage2.student_channels == 32
+    assert model.distill_losses.stage2.teacher_channels == 64
+    out = model(**step_inputs(model), mode='loss')
+    assert {'loss_cls', 'loss_stage2_distill', 'loss_stage2_diffusion', 'loss_logits'} <= set(out)
