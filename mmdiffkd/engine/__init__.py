@@ -7,9 +7,12 @@ MMEngine checkpoint scheme load with ``weights_only=True``; see :mod:`.checkpoin
 from .checkpoint import (CheckpointMismatchError, UnsafeCheckpointError, extract_state_dict,
                          install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
                          load_state_dict_checked, revise_state_dict, torch_load_safe)
-from .step_seed_hook import StepSeedHook, step_seed
+from .cpu_ddp import CPUDistributedDataParallel
+from .export import export_student, student_state_dict
+from .launch import prepare_launch, setup_amp
 from .safe_globals import (mmengine_checkpoint_globals, mmengine_safe_globals,
                            register_mmengine_safe_globals)
+from .step_seed_hook import StepSeedHook, step_seed
 
 install_safe_loaders()
 
@@ -17,5 +20,7 @@ __all__ = [
     'CheckpointMismatchError', 'UnsafeCheckpointError', 'extract_state_dict',
     'install_safe_loaders', 'load_checkpoint_file', 'load_checkpoint_safe',
     'load_state_dict_checked', 'revise_state_dict', 'torch_load_safe',
-    'StepSeedHook', 'step_seed', 'mmengine_checkpoint_globals', 'mmengine_safe_globals', 'register_mmengine_safe_globals',
+    'CPUDistributedDataParallel', 'export_student', 'student_state_dict', 'prepare_launch',
+    'setup_amp', 'StepSeedHook', 'step_seed', 'mmengine_checkpoint_globals',
+    'mmengine_safe_globals', 'register_mmengine_safe_globals',
 ]

@@ -1,0 +1,257 @@
+"""tools/train.py, tools/test.py, tools/export_student.py and the launch scripts, end to end.
+
+A complete toy distillation experiment (config file, registered dataset and metric; torch +
+MMEngine only) is written to a temporary folder and run through the tools in-process, as a user
+would from the shell. ``write_experiment`` is reused by test_dist_train.py and
+test_checkpoint_export.py.
+"""
+import glob
+import importlib.util
+import os
+import pickle
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from mmengine.registry import MODELS as ROOT_MODELS
+from tiny_models import save_weights, toy_model
+
+TESTS_DIR = osp.dirname(osp.abspath(__file__))
+REPO = osp.dirname(TESTS_DIR)
+
+TOY_DATA = '''
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.registry import DATASETS, METRICS
+from mmengine.structures import BaseDataElement
+
+
+@DATASETS.register_module(force=True)
+class ToyImages(torch.utils.data.Dataset):
+    """Fixed uint8 images with labels (no augmentation)."""
+    metainfo = dict(classes=('a', 'b', 'c', 'd'))
+
+    def __init__(self, num=8, size=16):
+        self.num, self.size = num, size
+
+    def __len__(self):
+        return self.num
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(100 + i)
+        image = torch.randint(0, 256, (3, self.size, self.size), generator=g, dtype=torch.uint8)
+        return dict(inputs=image, data_samples=BaseDataElement(gt_label=torch.tensor(i % 4)))
+
+
+@METRICS.register_module(force=True)
+class ToyAccuracy(BaseMetric):
+    default_prefix = 'toy'
+
+    def process(self, data_batch, data_samples):
+        for s in data_samples:
+            self.results.append(float(int(s['pred_label']) == int(s['gt_label'])))
+
+    def compute_metrics(self, results):
+        return dict(accuracy=100.0 * sum(results) / max(len(results), 1))
+'''
+
+CONFIG = '''
+custom_imports = dict(imports=['tiny_models', 'toy_data'], allow_failed_imports=False)
+default_scope = 'mmengine'  # the task repo's scope, as a distillation config inherits it
+preprocessor = dict(type='ImgDataPreprocessor', mean=[127.5] * 3, std=[64.0] * 3)
+model = dict(
+    type='mmdiffkd.Distiller',
+    student=dict(type='ToyClassifier', width=8, data_preprocessor=preprocessor),
+    teacher=dict(config=dict(type='ToyClassifier', width=16, data_preprocessor=preprocessor),
+                 checkpoint={teacher!r}),
+    distill_losses=dict(
+        feat=dict(loss=dict(type='FitNets'), student='stage2', teacher='stage2'),
+        logits=dict(loss=dict(type='MSE'), student='fc', teacher='fc', weight=0.5)),
+    dry_run=dict(input_size=(16, 16)))
+train_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages'),
+                        sampler=dict(type='DefaultSampler', shuffle=True),
+                        collate_fn=dict(type='pseudo_collate'))
+val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages', num=4),
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      collate_fn=dict(type='pseudo_collate'))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='ToyAccuracy')
+test_evaluator = val_evaluator
+train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
+val_cfg = dict()
+test_cfg = dict()
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))
+param_scheduler = [dict(type='MultiStepLR', milestones=[3], gamma=0.1, by_epoch=False)]
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+                     logger=dict(type='LoggerHook', interval=1))
+custom_hooks = [dict(type='mmdiffkd.StepSeedHook')]
+randomness = dict(seed=0)
+env_cfg = dict(dist_cfg=dict(backend='nccl'))  # tools switch to gloo without CUDA
+log_level = 'INFO'
+'''
+
+
+def write_experiment(directory, teacher_ckpt=None):
+    """Write the experiment into ``directory``; returns the config path."""
+    directory = str(directory)
+    if teacher_ckpt is None:
+        torch.manual_seed(1)
+        teacher_ckpt = save_weights(ROOT_MODELS.build(toy_model(16)),
+                                    osp.join(directory, 'teacher.pth'))
+    with open(osp.join(directory, 'toy_data.py'), 'w') as f:
+        f.write(TOY_DATA)
+    config = osp.join(directory, 'toy_distill.py')
+    with open(config, 'w') as f:
+        f.write(textwrap.dedent(CONFIG.format(teacher=str(teacher_ckpt))))
+    return config
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f'mmdiffkd_tool_{name}',
+                                                  osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+torch.set_num_threads(1)  # 2 shared cores: more threads only contend
+
+
+@pytest.fixture(scope='module')
+def experiment(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('toy_experiment')
+    sys.path.insert(0, str(directory))  # custom_imports=['toy_data']
+    yield directory, write_experiment(directory)
+    sys.path.remove(str(directory))
+
+
+@pytest.fixture(scope='module')
+def trained(experiment):
+    """tools/train.py CONFIG --work-dir W (2 iterations, validation at the end)."""
+    directory, config = experiment
+    work_dir = directory / 'work'
+    load_tool('train').main([config, '--work-dir', str(work_dir)])
+    return config, work_dir
+
+
+def test_train_writes_checkpoint_without_teacher(trained):
+    config, work_dir = trained
+    ckpt = torch.load(work_dir / 'iter_2.pth', weights_only=True)
+    keys = list(ckpt['state_dict'])
+    assert any(k.startswith('student.') for k in keys)
+    assert any(k.startswith('distill_losses.feat.') for k in keys)  # FitNets' regressor
+    assert not any(k.startswith('teacher.') for k in keys)
+    assert ckpt['meta']['iter'] == 2 and ckpt['meta']['dataset_meta']['classes'][0] == 'a'
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+
+
+def test_resume_auto_and_explicit(trained, tmp_path):
+    config, work_dir = trained
+    train = load_tool('train')
+    # --resume (auto): the latest checkpoint of the work dir, then 2 more iterations
+    train.main([config, '--work-dir', str(work_dir), '--resume',
+                '--cfg-options', 'train_cfg.max_iters=4'])
+    resumed = torch.load(work_dir / 'iter_4.pth', weights_only=True)
+    assert resumed['meta']['iter'] == 4
+    assert len(resumed['message_hub']['log_scalars']['train/loss'].data[0]) == 4
+    # --resume PATH into a fresh work dir
+    other = tmp_path / 'other'
+    train.main([config, '--work-dir', str(other), '--resume', str(work_dir / 'iter_2.pth'),
+                '--cfg-options', 'train_cfg.max_iters=3', 'default_hooks.checkpoint.interval=1'])
+    assert sorted(os.listdir(other)).count('iter_3.pth') == 1
+    assert not (other / 'iter_1.pth').exists()  # started at 2, not at 0
+
+
+def test_bad_arguments(trained, tmp_path):
+    config, _ = trained
+    train = load_tool('train')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        train.main([config, '--resume', str(tmp_path / 'nope.pth')])
+    with pytest.raises(SystemExit):
+        train.parse_args([config, '--launcher', 'horovod'])
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match='--amp needs a CUDA device'):
+            train.main([config, '--amp'])
+
+
+def test_test_tool_evaluates_and_dumps(trained, tmp_path):
+    config, work_dir = trained
+    out = tmp_path / 'preds.pkl'
+    metrics = load_tool('test').main([config, str(work_dir / 'iter_2.pth'),
+                                      '--work-dir', str(tmp_path / 'test'), '--out', str(out)])
+    assert set(metrics) == {'toy/accuracy'} and 0 <= metrics['toy/accuracy'] <= 100
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 4 and 'pred_label' in predictions[0]
+    with pytest.raises(ValueError, match='must end with .pkl'):
+        load_tool('test').main([config, str(work_dir / 'iter_2.pth'), '--out', 'x.json'])
+    with pytest.raises(KeyError, match='default_hooks.visualization'):
+        load_tool('test').main([config, str(work_dir / 'iter_2.pth'), '--show-dir', 'vis'])
+
+
+def test_test_tool_predictions_are_the_students(trained, tmp_path):
+    """The test loop of the distiller checkpoint == the student alone with the same weights."""
+    config, work_dir = trained
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(config)
+    ckpt = torch.load(work_dir / 'iter_2.pth', weights_only=True)
+    student_sd = {k[len('student.'):]: v for k, v in ckpt['state_dict'].items()
+                  if k.startswith('student.')}
+    plain = tmp_path / 'student.pth'
+    torch.save({'state_dict': student_sd}, plain)
+    cfg.model = cfg.model.student
+    cfg.model._scope_ = 'mmengine'
+    cfg.load_from = str(plain)
+    cfg.work_dir = str(tmp_path / 'plain')
+    plain_metrics = Runner.from_cfg(cfg).test()
+    distilled = load_tool('test').main([config, str(work_dir / 'iter_2.pth'),
+                                        '--work-dir', str(tmp_path / 'distilled')])
+    assert plain_metrics == distilled
+
+
+def test_prepare_launch_without_cuda():
+    from mmengine.config import Config
+
+    from mmdiffkd.engine.launch import prepare_launch
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    prepare_launch(cfg, 'none', cuda_available=False)
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl' and 'model_wrapper_cfg' not in cfg
+    prepare_launch(cfg, 'slurm', cuda_available=False)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.type == 'mmdiffkd.CPUDistributedDataParallel'
+    gpu = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    prepare_launch(gpu, 'slurm', cuda_available=True)
+    assert gpu.env_cfg.dist_cfg.backend == 'nccl' and gpu.launcher == 'slurm'
+    with pytest.raises(ValueError, match="valid: \\('none'"):
+        prepare_launch(gpu, 'horovod')
+
+
+@pytest.mark.parametrize('script,args,tool', [
+    ('slurm_train.sh', ['part', 'job', 'cfg.py', 'wd', '--amp'], 'train.py'),
+    ('slurm_test.sh', ['part', 'job', 'cfg.py', 'ck.pth', '--out', 'r.pkl'], 'test.py'),
+])
+def test_slurm_scripts_call_srun(tmp_path, script, args, tool):
+    """A fake ``srun`` on PATH records its arguments."""
+    fake = tmp_path / 'srun'
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$SRUN_LOG"\n')
+    fake.chmod(0o755)
+    log = tmp_path / 'srun.log'
+    env = dict(os.environ, PATH=f'{tmp_path}:{os.environ["PATH"]}', SRUN_LOG=str(log),
+               GPUS='16', GPUS_PER_NODE='8', SRUN_ARGS='--quotatype=auto --time=1')
+    subprocess.run(['bash', osp.join(REPO, 'tools', script)] + args, env=env, check=True)
+    argv = log.read_text().split('\n')
+    assert argv[:2] == ['-p', 'part'] and '--job-name=job' in argv
+    assert '--ntasks=16' in argv and '--gres=gpu:8' in argv and '--ntasks-per-node=8' in argv
+    assert '--quotatype=auto' in argv and '--time=1' in argv
+    assert argv[argv.index('-u') + 1].endswith(f'tools/{tool}')
+    assert '--launcher=slurm' in argv and args[-1] in argv and args[2] in argv
+    if tool == 'train.py':
+        assert '--work-dir=wd' in argv
+    bad = subprocess.run(['bash', osp.join(REPO, 'tools', script), 'part'], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and 'usage' in bad.stderr

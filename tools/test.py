@@ -1,0 +1,112 @@
+"""Test a checkpoint with the config's test loop and metrics (distiller or plain model).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl]
+                         [--show-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+    bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [same options]
+
+A distiller predicts with its student, so the task's metrics are the student's. The checkpoint
+is loaded with ``torch.load(weights_only=True)``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+
+import mmdiffkd  # noqa: E402,F401
+import mmdiffkd.engine  # noqa: E402,F401
+import mmdiffkd.models  # noqa: E402,F401
+from mmdiffkd.engine.launch import LAUNCHERS, prepare_launch  # noqa: E402
+
+# visualization hook -> (switch, output dir argument) in mmdet / mmseg / mmpretrain
+VIS_HOOKS = {
+    'DetVisualizationHook': ('draw', 'test_out_dir'),
+    'SegVisualizationHook': ('draw', None),
+    'VisualizationHook': ('enable', 'out_dir'),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a checkpoint.')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', help='dump the predictions to this pickle file '
+                                      '(MMEngine DumpResults)')
+    parser.add_argument('--show-dir', help='save images with predictions drawn on them here '
+                                           '(relative to the work dir\'s timestamp folder)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def enable_show_dir(cfg, show_dir):
+    """Turn on the task's visualization hook and point it at ``show_dir``."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise KeyError('--show-dir needs default_hooks.visualization in the config (mmdet '
+                       'DetVisualizationHook, mmseg SegVisualizationHook or mmpretrain '
+                       'VisualizationHook); the config has none.')
+    name = hook['type'].split('.')[-1]
+    if name not in VIS_HOOKS:
+        raise ValueError(f'--show-dir: unknown visualization hook {hook["type"]!r}; known: '
+                         f'{sorted(VIS_HOOKS)}.')
+    switch, out_key = VIS_HOOKS[name]
+    hook[switch] = True
+    if out_key is not None:
+        hook[out_key] = show_dir
+    else:  # SegVisualizationHook writes under the visualizer's save_dir
+        cfg.setdefault('visualizer', {})['save_dir'] = show_dir
+    return cfg
+
+
+def build_cfg(args):
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show_dir is not None:
+        enable_show_dir(cfg, args.show_dir)
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out {args.out!r}: the file must end with .pkl or .pickle.')
+        dump = dict(type='DumpResults', out_file_path=args.out)
+        evaluator = cfg.test_evaluator
+        if isinstance(evaluator, (list, tuple)):
+            cfg.test_evaluator = list(evaluator) + [dump]
+        elif 'metrics' in evaluator:
+            metrics = evaluator['metrics']
+            evaluator['metrics'] = (list(metrics) if isinstance(metrics, (list, tuple))
+                                    else [metrics]) + [dump]
+        else:
+            cfg.test_evaluator = [evaluator, dump]
+    prepare_launch(cfg, args.launcher)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = build_cfg(args)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
