@@ -387,13 +387,19 @@ class Distiller(BaseModel):
         sp = self.data_preprocessor
         tp = getattr(self.teacher, 'data_preprocessor', None)
 
+        def swaps(p):
+            # the flag is named differently in mmengine/mmdet, mmseg and mmpretrain
+            for attr in ('_channel_conversion', 'channel_conversion', 'to_rgb'):
+                if hasattr(p, attr):
+                    return bool(getattr(p, attr))
+            return False
+
         def norm(p):
             if p is None or not hasattr(p, '_enable_normalize'):
                 return None
             if not p._enable_normalize:
-                return 'none', None, None, getattr(p, '_channel_conversion', False)
-            return 'norm', p.mean.flatten(), p.std.flatten(), getattr(p, '_channel_conversion',
-                                                                        False)
+                return 'none', None, None, swaps(p)
+            return 'norm', p.mean.flatten().cpu(), p.std.flatten().cpu(), swaps(p)
 
         s, t = norm(sp), norm(tp)
         if s is None or t is None:
@@ -407,7 +413,8 @@ class Distiller(BaseModel):
         if s[0] == t[0] == 'norm' and s[3] == t[3] and s[1].shape == t[1].shape \
                 and torch.equal(s[1], t[1]) and torch.equal(s[2], t[2]):
             return None
-        channels = (s[1] if s[1] is not None else t[1]).numel()
+        ref = s[1] if s[1] is not None else t[1]
+        channels = ref.numel() if ref is not None else 1  # neither normalizes: only a swap
         s_mean = s[1] if s[0] == 'norm' else torch.zeros(channels)
         s_std = s[2] if s[0] == 'norm' else torch.ones(channels)
         t_mean = t[1] if t[0] == 'norm' else torch.zeros(channels)
