@@ -259,8 +259,13 @@ class Distiller(BaseModel):
             if not entries:
                 raise ValueError(f'distill_losses.{name}: empty index/call list.')
             d['entries'] = entries
-            calls_needed = max((e.call if e.call is not None and e.call >= 0 else 0)
-                               for e in entries) + 1
+            calls = [0 if e.call is None else e.call for e in entries]
+            for c in calls:
+                if not isinstance(c, int) or isinstance(c, bool):
+                    raise TypeError(f'distill_losses.{name}.call must be an int or a list of '
+                                    f'ints, got {c!r}.')
+            # a negative call counts from the end: the forward must run to its end
+            calls_needed = float('inf') if min(calls) < 0 else max(calls) + 1
             self.student_records.add(d['student'], d['source'], calls_needed)
             self.teacher_records.add(d['teacher'], d['source'], calls_needed)
             self._declarations[name] = d
@@ -293,19 +298,19 @@ class Distiller(BaseModel):
         meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         errors = []
-        for samples in (None, [BaseDataElement(metainfo=meta)]):
+        attempts = (None, [BaseDataElement(metainfo=meta)])
+        for i, samples in enumerate(attempts):
             # No early stop: a full forward sees how often each module runs (call=...).
             with records.recording(stop_early=False):
                 try:
                     with DefaultScope.overwrite_default_scope(model._mmdiffkd_scope):
                         model(inputs, samples, mode='tensor')
-                except Exception as err:  # noqa: BLE001 - StopForward or a model's complaint
-                    if records.complete():
-                        return
+                    return
+                except Exception as err:  # noqa: BLE001 - the model's own complaint
                     errors.append(f'{type(err).__name__}: {err}')
-                    continue
-            if records.complete():
-                return
+                    # the last attempt may still have passed every recorded module
+                    if i == len(attempts) - 1 and records.complete():
+                        return
         size = self.dry_run_cfg['input_size']
         raise RuntimeError(f'The dry forward of the {role} (a {tuple(inputs.shape)} batch, '
                            f'mode="tensor") did not reach every recorded module. Set '
