@@ -111,7 +111,7 @@ def test_dkd_value_by_hand():
 
 
 def test_dkd_reformulates_kd():
-    # DKD Eq. 5: KD = TCKD + (1 - p_t_target) * NCKD, per sample.
+    # DKD paper: KD = TCKD + (1 - p_t_target) * NCKD, per sample.
     s, t, y, tau = torch.tensor([S[0]]), torch.tensor([T[0]]), torch.tensor([Y[0]]), 3.0
     out = DKD(alpha=1, beta=1, tau=tau)(s, t, y)
     p_target = torch.softmax(t / tau, 1)[0, Y[0]]
@@ -138,6 +138,13 @@ def test_dkd_dense_with_ignored_pixels_and_seg_samples():
     assert total(DKD(tau=2.0)(s, t, seg)).item() == pytest.approx(total(out).item(), rel=1e-6)
 
 
+def test_dkd_all_pixels_ignored_gives_zero_with_a_graph():
+    s = torch.randn(1, 3, 2, 2, requires_grad=True)
+    out = DKD()(s, torch.randn(1, 3, 2, 2), torch.full((1, 2, 2), 255))
+    total(out).backward()
+    assert total(out).item() == 0 and torch.all(s.grad == 0)
+
+
 def test_dkd_label_errors():
     s, t = torch.tensor(S), torch.tensor(T)
     with pytest.raises(ValueError, match='needs ground-truth labels'):
@@ -146,6 +153,11 @@ def test_dkd_label_errors():
         DKD()(s, t, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match=r'\[0, 3\)'):
         DKD()(s, t, torch.tensor([0, 7]))
+    multi = [BaseDataElement(gt_label=torch.tensor([0, 2])), BaseDataElement(gt_label=1)]
+    with pytest.raises(ValueError, match=r'one class index per sample.*\[0, 2\]'):
+        DKD()(s, t, multi)
+    with pytest.raises(TypeError, match='cannot read labels from a dict'):
+        DKD()(s, t, [dict(label=0), dict(label=1)])
 
 
 # ---- AEKT -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ class CWD(nn.Module):
     """Channel-wise distillation: each channel, softmax-normalised over space, matched by KL.
 
     For a map y of shape (B, C, H, W), ``phi(y)_{c,i} = softmax_i(y_{c,i} / tau)`` over the
-    H*W positions of channel c (paper Eq. 3-4), and::
+    H*W positions of channel c, and::
 
         L = tau^2 / (B * C) * sum_{b,c} sum_i phi(t)_{c,i} * log(phi(t)_{c,i} / phi(s)_{c,i})
 

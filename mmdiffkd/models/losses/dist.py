@@ -1,4 +1,5 @@
-"""DIST: Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022."""
+"""DIST: Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
+NeurIPS 2022."""
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,7 +20,7 @@ def pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
 class DIST(nn.Module):
     """Relation matching of predictions with the Pearson distance ``d_p(u, v) = 1 - rho(u, v)``.
 
-    With ``P = softmax(Z / tau)`` of shape (B, K) (paper Eq. 6-8)::
+    With ``P = softmax(Z / tau)`` of shape (B, K)::
 
         inter = tau^2 * mean_i d_p(P_s[i, :], P_t[i, :])    # per sample, across classes
         intra = tau^2 * mean_j d_p(P_s[:, j], P_t[:, j])    # per class, across the batch

@@ -15,7 +15,7 @@ def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Te
     """Split softened predictions at the target class.
 
     Returns ``log_b`` (N, 2): log of the binary distribution ``b = [p_target, 1 - p_target]``
-    and ``log_q`` (N, K-1): log of ``q = softmax`` over the non-target logits only (DKD Eq. 1-2).
+    and ``log_q`` (N, K-1): log of ``q = softmax`` over the non-target logits only.
     """
     z = logits / tau
     num, classes = z.shape
@@ -36,7 +36,7 @@ class DKD(nn.Module):
     """Decoupled KD: target-class KD (TCKD) and non-target-class KD (NCKD) weighted apart.
 
     With ``b`` the binary [target, rest] distribution and ``q`` the distribution over the K-1
-    non-target classes, both at temperature ``tau`` (paper Eq. 1-5)::
+    non-target classes, both at temperature ``tau``::
 
         TCKD = KL(b_t || b_s),  NCKD = KL(q_t || q_s)
         L = alpha * tau^2 * mean(TCKD) + beta * tau^2 * mean(NCKD)

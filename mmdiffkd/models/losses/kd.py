@@ -13,7 +13,7 @@ class KD(nn.Module):
     """Temperature-softened KL divergence between teacher and student class distributions.
 
     ``L = tau^2 * mean_i KL(softmax(z_t_i / tau) || softmax(z_s_i / tau))``. The ``tau^2`` factor
-    keeps gradient magnitudes comparable across temperatures (Hinton et al., Sec. 2).
+    keeps gradient magnitudes comparable across temperatures (Hinton et al.).
 
     Logits are (B, K); dense (B, K, H, W) logits (segmentation) treat every pixel as a sample,
     so the loss is the per-pixel KL averaged over B*H*W (for a per-channel spatial distribution

@@ -22,7 +22,7 @@ class PKD(nn.Module):
     """Feature imitation with the Pearson correlation coefficient (for FPN levels).
 
     Both (B, C, H, W) maps are standardised per channel over batch and positions, then matched
-    by MSE halved (paper Sec. 3)::
+    by MSE halved::
 
         s^ = (s - mean_c(s)) / std_c(s),  t^ likewise
         L = 1/2 * mean((s^ - t^)^2) = mean_c (1 - r_c(s, t))

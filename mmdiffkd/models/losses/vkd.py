@@ -22,7 +22,7 @@ class VkD(nn.Module):
     ``P`` is a bias-free linear map (a 1x1 convolution on maps) kept orthogonal by PyTorch's
     ``orthogonal`` parametrization: with ``P`` of shape (C_t, C_s) its columns are orthonormal
     when C_s <= C_t (its rows when C_s > C_t), so the projection can neither drop nor invent
-    student feature energy (paper Sec. 3). Then::
+    student feature energy. Then::
 
         L = smooth_l1(N_s(P s), N_t(t))
 
