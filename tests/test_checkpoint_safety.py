@@ -2,7 +2,10 @@
 import functools
 import http.server
 import os
+import os.path as osp
 import pickletools
+import subprocess
+import sys
 import threading
 import zipfile
 from collections import OrderedDict
@@ -84,6 +87,18 @@ def test_getattr_stand_in_refuses_anything_but_statistics(tmp_path):
     torch.save({'x': GetattrOnLoad()}, path)
     with pytest.raises(UnsafeCheckpointError, match='HistoryBuffer statistics methods'):
         load_checkpoint_file(str(path))
+
+
+def test_runner_checkpoint_loads_in_a_fresh_process(runner_checkpoint):
+    """No HistoryBuffer was created there yet (its statistics are registered lazily)."""
+    code = ('import torch, mmdiffkd.engine; '
+            f'c = torch.load({str(runner_checkpoint)!r}, weights_only=True); '
+            "print(c['message_hub']['log_scalars']['train/loss'].mean())")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         cwd=osp.dirname(osp.dirname(osp.abspath(__file__))),
+                         env=dict(os.environ, MMDIFFKD_SKIP_VERSION_CHECK='1'))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) > 0
 
 
 def test_every_mmengine_scheme_uses_the_safe_loaders():

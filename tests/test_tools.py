@@ -19,6 +19,8 @@ import torch
 from mmengine.registry import MODELS as ROOT_MODELS
 from tiny_models import save_weights, toy_model
 
+import mmdiffkd.engine  # noqa: F401  (torch.load of MMEngine checkpoints: the allow-list)
+
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TESTS_DIR)
 
@@ -81,6 +83,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='ToyAccuracy')
 test_evaluator = val_evaluator
 train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
+log_processor = dict(by_epoch=False)
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9))

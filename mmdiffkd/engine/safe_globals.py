@@ -31,16 +31,29 @@ except ImportError:  # pragma: no cover - numpy < 2 (the tested version)
     _NP_CORE = 'numpy.core.multiarray'
 
 
+DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
 def history_buffer_getattr(obj, name):
     """Restricted ``getattr``: only ``HistoryBuffer.<registered statistics method>``."""
-    if obj is HistoryBuffer and isinstance(name, str):
-        method = HistoryBuffer._statistics_methods.get(name)
-        if method is not None and getattr(HistoryBuffer, name, None) is method:
-            return method
+    allowed = _statistics_methods()
+    if obj is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return allowed[name]
     raise pickle.UnpicklingError(
-        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
-        f'HistoryBuffer statistics methods {sorted(HistoryBuffer._statistics_methods)} are '
-        'allowed (MMEngine writes nothing else through getattr).')
+        f'Refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only the '
+        f'HistoryBuffer statistics methods {sorted(allowed)} are allowed (MMEngine writes '
+        'nothing else through getattr).')
+
+
+def _statistics_methods():
+    """MMEngine's default statistics (registered lazily, at the first ``HistoryBuffer()``)
+    plus any registered with ``HistoryBuffer.register_statistics``, when they are attributes
+    of ``HistoryBuffer`` (that is how they pickle)."""
+    methods = {name: getattr(HistoryBuffer, name) for name in DEFAULT_STATISTICS}
+    for name, method in HistoryBuffer._statistics_methods.items():
+        if getattr(HistoryBuffer, name, None) is method:
+            methods[name] = method
+    return methods
 
 
 def _numpy_globals():
