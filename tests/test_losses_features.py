@@ -323,3 +323,27 @@ def test_mismatched_shapes_are_rejected(name):
     t_shape, words = BAD_TEACHER[name]
     with pytest.raises(ValueError, match=words):
         MODELS.build(cfg)(torch.randn(s_shape), torch.randn(t_shape))
+
+
+LOGIT_CASES = {
+    'KD': dict(type='KD'), 'DIST': dict(type='DIST'), 'DKD': dict(type='DKD'),
+    'AEKT': dict(type='AEKT', student_channels=5, teacher_channels=5),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FEATURE_LOSSES) + sorted(LOGIT_CASES))
+def test_half_precision_inputs_are_computed_in_float32(name):
+    # Under AMP the recorded features arrive as float16 / bfloat16; the losses upcast them.
+    torch.manual_seed(0)
+    if name in LOGIT_CASES:
+        loss, s_shape, t_shape = MODELS.build(LOGIT_CASES[name]), (6, 5), (6, 5)
+    else:
+        cfg, s_shape, t_shape = FEATURE_LOSSES[name]
+        loss = MODELS.build(cfg)
+    s, t = torch.randn(s_shape) * 4, torch.randn(t_shape) * 4
+    s, t = s.bfloat16().float(), t.bfloat16().float()  # values exactly representable
+    labels = torch.randint(0, 5, (6,))
+    half = total(loss(s.bfloat16(), t.bfloat16(), labels))
+    full = total(loss(s, t, labels))
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(full.item(), rel=1e-5)

@@ -6,6 +6,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def upcast(*tensors: Tensor):
+    """Half / bfloat16 tensors (AMP) become float32 so softmaxes, variances and sums stay exact."""
+    out = tuple(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in tensors)
+    return out if len(out) > 1 else out[0]
+
+
 def check_same_shape(name: str, student: Tensor, teacher: Tensor) -> None:
     """Raise a ValueError naming both shapes when they differ."""
     if student.shape != teacher.shape:

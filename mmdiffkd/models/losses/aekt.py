@@ -17,7 +17,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, flatten_with_labels, get_labels
+from ._utils import check_channels, check_ndim, flatten_with_labels, get_labels, upcast
 from .dkd import binary_and_nontarget, kl_rows
 
 HEADS = ('serial', 'parallel', 'none')
@@ -101,6 +101,7 @@ class AEKT(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_ndim('AEKT', 'student', student, (2,))
         check_ndim('AEKT', 'teacher', teacher, (2,))
+        student, teacher = upcast(student, teacher.detach())
         if self.head is not None:
             check_channels('AEKT', 'student', self.student_channels, student)
             check_channels('AEKT', 'teacher', self.teacher_channels, teacher)

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, check_same_shape
+from ._utils import check_channels, check_ndim, check_same_shape, upcast
 
 
 @MODELS.register_module()
@@ -46,6 +46,7 @@ class CWD(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('CWD', 'student', student, (4,))
         check_ndim('CWD', 'teacher', teacher, (4,))
+        student, teacher = upcast(student, teacher.detach())
         if self.adapter is not None:
             check_channels('CWD', 'student', self.student_channels, student)
             student = self.adapter(student)

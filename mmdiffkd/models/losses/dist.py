@@ -6,7 +6,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape, flatten_logits
+from ._utils import check_same_shape, flatten_logits, upcast
 
 
 def pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
@@ -48,8 +48,9 @@ class DIST(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DIST', student, teacher)
+        student, teacher = upcast(student, teacher.detach())
         p_s = F.softmax(flatten_logits(student) / self.tau, dim=1)
-        p_t = F.softmax(flatten_logits(teacher.detach()) / self.tau, dim=1)
+        p_t = F.softmax(flatten_logits(teacher) / self.tau, dim=1)
         if p_s.shape[0] < 2 and self.gamma != 0:
             raise ValueError(f'DIST: the intra-class relation needs at least 2 samples; got '
                              f'logits of shape {tuple(student.shape)}. Use gamma=0 for batch 1.')

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape, flatten_with_labels, get_labels
+from ._utils import check_same_shape, flatten_with_labels, get_labels, upcast
 
 
 def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Tensor, Tensor]:
@@ -73,6 +73,7 @@ class DKD(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DKD', student, teacher)
+        student, teacher = upcast(student, teacher.detach())
         labels = get_labels('DKD', data_samples, student)
         labels, (s, t) = flatten_with_labels('DKD', labels, self.ignore_index, student,
                                              teacher.detach())

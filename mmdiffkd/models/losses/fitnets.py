@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim
+from ._utils import check_channels, check_ndim, upcast
 
 
 @MODELS.register_module()
@@ -43,6 +43,7 @@ class FitNets(nn.Module):
         check_ndim('FitNets', 'student', student, (2, 3, 4))
         check_ndim('FitNets', 'teacher', teacher, (2, 3, 4))
         check_channels('FitNets', 'student', self.student_channels, student)
+        student, teacher = upcast(student, teacher.detach())
         if student.dim() == 4:
             hint = F.conv2d(student, self.regressor.weight[:, :, None, None], self.regressor.bias)
         else:

@@ -5,7 +5,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape, flatten_logits
+from ._utils import check_same_shape, flatten_logits, upcast
 
 
 @MODELS.register_module()
@@ -32,8 +32,9 @@ class KD(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_same_shape('KD', student, teacher)
+        student, teacher = upcast(student, teacher.detach())
         s = flatten_logits(student)
-        t = flatten_logits(teacher.detach())
+        t = flatten_logits(teacher)
         log_p_s = F.log_softmax(s / self.tau, dim=1)
         log_p_t = F.log_softmax(t / self.tau, dim=1)
         # KL(p_t || p_s) = sum_k p_t,k (log p_t,k - log p_s,k), averaged over samples.

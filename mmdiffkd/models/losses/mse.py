@@ -5,7 +5,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape
+from ._utils import check_same_shape, upcast
 
 
 @MODELS.register_module()
@@ -17,4 +17,4 @@ class MSE(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_same_shape('MSE', student, teacher)
-        return F.mse_loss(student, teacher.detach())
+        return F.mse_loss(*upcast(student, teacher.detach()))

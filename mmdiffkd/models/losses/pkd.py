@@ -6,7 +6,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_ndim
+from ._utils import check_ndim, upcast
 
 
 def standardize_channels(x: Tensor, eps: float) -> Tensor:
@@ -51,7 +51,7 @@ class PKD(nn.Module):
         if student.shape[:2] != teacher.shape[:2]:
             raise ValueError(f'PKD: student {tuple(student.shape)} and teacher '
                              f'{tuple(teacher.shape)} must share batch and channels.')
-        teacher = teacher.detach()
+        student, teacher = upcast(student, teacher.detach())
         if student.shape[-2:] != teacher.shape[-2:]:
             if self.resize_student:
                 student = F.interpolate(student, size=teacher.shape[-2:], mode='bilinear',

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim
+from ._utils import check_channels, check_ndim, upcast
 
 SELECTIONS = ('global', 'query', 'none')
 TARGETS = ('pairwise', 'aggregate')
@@ -134,8 +134,9 @@ class RTK(nn.Module):
                              f'{tuple(teacher.shape)} must share the batch size.')
         check_channels('RTK', 'student', self.student_channels, student)
         check_channels('RTK', 'teacher', self.teacher_channels, teacher)
+        student, teacher = upcast(student, teacher.detach())
         s = to_tokens(student, self.pool_size)
-        t = to_tokens(teacher.detach(), self.pool_size)
+        t = to_tokens(teacher, self.pool_size)
         attn = self.attention(s, t)
         u = self.value(s)
         v = t

@@ -10,7 +10,7 @@ from torch.nn.utils.parametrizations import orthogonal
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim
+from ._utils import check_channels, check_ndim, upcast
 
 NORMS = ('sample', 'channel', 'none')
 
@@ -99,7 +99,7 @@ class VkD(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('VkD', 'student', student, (2, 3, 4))
         check_ndim('VkD', 'teacher', teacher, (2, 3, 4))
-        teacher = teacher.detach()
+        student, teacher = upcast(student, teacher.detach())
         if student.dim() == 3 and teacher.dim() == 2:
             student = student.mean(dim=1)
         check_channels('VkD', 'student', self.student_channels, student)
