@@ -33,7 +33,7 @@ def student_state_dict(state_dict, source='<checkpoint>'):
                           if k.startswith(STUDENT_PREFIX))
     if not student:
         heads = sorted({k.split('.', 1)[0] for k in state_dict})
-        raise KeyError(f'{source!r} has no "student.*" weights, so it is not a distiller '
+        raise ValueError(f'{source!r} has no "student.*" weights, so it is not a distiller '
                        f'checkpoint; its keys start with {heads[:10]}. A plain model checkpoint '
                        'needs no export: load it directly.')
     return student
