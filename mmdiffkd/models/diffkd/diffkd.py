@@ -16,7 +16,7 @@ from torch.func import functional_call
 from mmdiffkd.registry import MODELS
 
 from .autoencoder import LinearAutoEncoder
-from .layers import BatchNorm2d
+from .layers import BatchNorm2d, pointwise
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
 from .scheduler import DDIMScheduler
@@ -222,7 +222,7 @@ class DiffKD(nn.Module):
         for i in range(self.scheduler.inference_steps):
             eps = self._predict(x, self.scheduler.timesteps[i], detach)
             x = self.scheduler.step(eps, i, x)
-        return self.proj_bn(self.proj_conv(x)), gamma
+        return self.proj_bn(pointwise(self.proj_conv, x)), gamma
 
     def diffusion_loss(self, target: Tensor, noise: Optional[Tensor] = None,
                        timesteps: Optional[Tensor] = None,
@@ -282,7 +282,7 @@ class DiffKD(nn.Module):
         t = self._to_map(teacher, 'teacher', hw, student).detach()
         self._check_inputs(s, t, student, teacher)
 
-        s = self.align(s)
+        s = pointwise(self.align, s)
         losses = {}
         if self.use_ae:
             latent, rec = self.autoencoder(t)

@@ -25,6 +25,15 @@ class BatchNorm2d(nn.BatchNorm2d):
         return super().forward(x)
 
 
+def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """A 1x1 ``conv`` on x; as a matrix product when the map is 1x1 (logits), which is about
+    twice as fast on CPU as the convolution kernel for the same numbers."""
+    if x.shape[2:] == (1, 1):
+        w = conv.weight.flatten(1)
+        return F.linear(x.flatten(1), w, conv.bias)[:, :, None, None]
+    return conv(x)
+
+
 class Bottleneck(nn.Module):
     """ResNet bottleneck with biased convs: 1x1 reduce, 3x3, 1x1 expand, plus the identity.
 
@@ -46,6 +55,6 @@ class Bottleneck(nn.Module):
         self.bn3 = BatchNorm2d(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         return self.bn3(self.conv3(out)) + x

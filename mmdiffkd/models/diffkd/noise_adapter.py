@@ -3,7 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import BatchNorm2d, Bottleneck
+from .layers import BatchNorm2d, Bottleneck, pointwise
 
 
 class NoiseAdapter(nn.Module):
@@ -34,7 +34,8 @@ class NoiseAdapter(nn.Module):
         if self.kernel_size == 3:
             x = F.adaptive_avg_pool2d(self.block(x), 1)
         else:
-            x = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            x = F.relu(self.bn1(pointwise(self.conv1, x)), inplace=True)
+            x = self.bn2(pointwise(self.conv2, x))
             if x.shape[2:] != (1, 1):
                 x = F.adaptive_avg_pool2d(x, 1)
         return self.fc(x.flatten(1)).softmax(dim=1)[:, 0]

@@ -3,7 +3,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import BatchNorm2d, Bottleneck
+from .layers import BatchNorm2d, Bottleneck, pointwise
 
 # Rows of the time embedding. The authors size it 1280 whatever the schedule length; we keep it
 # (checkpoint compatibility) and require num_train_timesteps <= rows.
@@ -46,5 +46,7 @@ class NoisePredictor(nn.Module):
         x = x + self.time_embed(t).view(-1, self.channels, 1, 1)
         if self.kernel_size == 3:
             return self.out_bn(self.out_conv(self.block2(self.block1(x))))
-        x = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return self.conv4(F.relu(self.bn3(self.conv3(x))))
+        x = F.relu(self.bn1(pointwise(self.conv1, x)), inplace=True)
+        x = self.bn2(pointwise(self.conv2, x))
+        x = F.relu(self.bn3(pointwise(self.conv3, x)), inplace=True)
+        return pointwise(self.conv4, x)
