@@ -21,8 +21,9 @@ class VkD(nn.Module):
 
     ``P`` is a bias-free linear map (a 1x1 convolution on maps) kept orthogonal by PyTorch's
     ``orthogonal`` parametrization: with ``P`` of shape (C_t, C_s) its columns are orthonormal
-    when C_s <= C_t (its rows when C_s > C_t), so the projection can neither drop nor invent
-    student feature energy. Then::
+    when C_s <= C_t (its rows when C_s > C_t). Widening is then norm-preserving (the student
+    feature is embedded, not rescaled or distorted) and narrowing keeps an orthonormal subspace,
+    so the distillation loss cannot be met by a degenerate projection. Then::
 
         L = smooth_l1(N_s(P s), N_t(t))
 
@@ -45,10 +46,10 @@ class VkD(nn.Module):
         normalize (str): 'sample', 'channel' or 'none'. Default 'sample'.
         affine (bool): add a learned per-channel scale and bias after the orthogonal map (the
             authors' detection code does). Default False.
-        beta (float): smooth-L1 threshold. Default 1.0 (PyTorch's default, used by the code).
+        beta (float): smooth-L1 threshold. Default 1.0 (PyTorch's default).
         eps (float): normalisation epsilon. Default 1e-5.
 
-    The paper's declaration weights are 1 (classification) and 4 (ViDT detection):
+    The authors' code weighs the loss 1 (classification) and 4 (ViDT detection):
     /work/shared/reference/methods.md.
     """
 
