@@ -28,8 +28,9 @@ def _worker(rank, world_size, init_file, ckpt, out_dir):
     model = MODELS.build(dict(
         type='Distiller', student=toy_model(8),
         teacher=dict(config=toy_model(16), checkpoint=ckpt),
-        distill_losses=dict(feat=dict(loss=dict(type='FitNets'), student='stage2',
-                                      teacher='stage2')),
+        distill_losses=dict(feat=dict(loss=dict(type='FitNets'), student='stage2'),
+                            diffkd=dict(loss=dict(type='DiffKD', inference_steps=2),
+                                        student='stage1')),
         dry_run=dict(input_size=(16, 16))))
     model.student.stage1[3].p = 0.0  # no dropout: ranks see different data, not different masks
     ddp = MMDistributedDataParallel(module=model, broadcast_buffers=False,
