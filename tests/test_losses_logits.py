@@ -119,6 +119,23 @@ def test_dkd_reformulates_kd():
     assert recombined.item() == pytest.approx(KD(tau=tau)(s, t).item(), rel=1e-5)
 
 
+@pytest.mark.parametrize('cls,kwargs', [(DKD, {}), (AEKT, dict(head='none'))])
+def test_linear_warmup_counts_training_steps_and_survives_a_resume(cls, kwargs):
+    s, t, y = torch.tensor(S), torch.tensor(T), torch.tensor(Y)
+    full = total(cls(**kwargs)(s, t, y)).item()
+    loss = cls(warmup_iters=4, **kwargs)
+    got = [total(loss(s, t, y)).item() for _ in range(5)]
+    assert got == pytest.approx([full / 4, full / 2, full * 3 / 4, full, full], rel=1e-5)
+    loss.eval()
+    assert total(loss(s, t, y)).item() == pytest.approx(full, rel=1e-5)  # eval does not count
+    resumed = cls(warmup_iters=8, **kwargs)
+    resumed.load_state_dict(loss.state_dict())  # step 5 of 8
+    assert total(resumed(s, t, y)).item() == pytest.approx(full * 6 / 8, rel=1e-5)
+    assert 'warmup_step' not in cls(**kwargs).state_dict()
+    with pytest.raises(ValueError, match='warmup_iters must be >= 0; got -1'):
+        cls(warmup_iters=-1, **kwargs)
+
+
 def test_dkd_reads_mm_data_samples():
     samples = [BaseDataElement(gt_label=torch.tensor([y])) for y in Y]
     a = DKD()(torch.tensor(S), torch.tensor(T), samples)

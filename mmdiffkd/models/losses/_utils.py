@@ -12,6 +12,30 @@ def upcast(*tensors: Tensor):
     return out if len(out) > 1 else out[0]
 
 
+class LinearWarmup:
+    """Mixin: ramp a loss up linearly over its first ``warmup_iters`` training forwards.
+
+    DKD's authors multiply the loss by ``min(epoch / warmup, 1)``; here the count is of training
+    forward calls (one per iteration without gradient accumulation), kept in a buffer so it is
+    saved in checkpoints and survives a resume. ``warmup_iters=0`` disables it (no buffer).
+    """
+
+    def _init_warmup(self, warmup_iters: int) -> None:
+        if warmup_iters < 0:
+            raise ValueError(f'warmup_iters must be >= 0; got {warmup_iters}.')
+        self.warmup_iters = int(warmup_iters)
+        if self.warmup_iters:
+            self.register_buffer('warmup_step', torch.zeros((), dtype=torch.long))
+
+    def _warmup_factor(self):
+        """Count this forward (in training mode) and return min(step / warmup_iters, 1)."""
+        if not self.warmup_iters:
+            return 1.0
+        if self.training:
+            self.warmup_step += 1
+        return (self.warmup_step.float() / self.warmup_iters).clamp(max=1.0)
+
+
 def check_same_shape(name: str, student: Tensor, teacher: Tensor) -> None:
     """Raise a ValueError naming both shapes when they differ."""
     if student.shape != teacher.shape:

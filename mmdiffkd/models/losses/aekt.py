@@ -17,14 +17,15 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, flatten_with_labels, get_labels, upcast
+from ._utils import (LinearWarmup, check_channels, check_ndim, flatten_with_labels, get_labels,
+                     upcast)
 from .dkd import binary_and_nontarget, kl_rows
 
 HEADS = ('serial', 'parallel', 'none')
 
 
 @MODELS.register_module()
-class AEKT(nn.Module):
+class AEKT(LinearWarmup, nn.Module):
     """Adaptive explicit (target-confidence) + implicit (non-target) logit distillation.
 
     Distillation head ``h`` (``head``), training-only, kept in this loss module:
@@ -65,13 +66,16 @@ class AEKT(nn.Module):
         tau (float): temperature. Default 4.0 (DKD's CIFAR-100 tau; unverified).
         adaptive (bool): use the ratio weight w. Default True.
         max_ratio (float): upper bound of w. Default 10.0 (unverified safeguard).
+        warmup_iters (int): ramp both parts up linearly over this many training iterations, as
+            DKD does. Default 0 (off).
     """
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, head: str = 'serial',
                  alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 adaptive: bool = True, max_ratio: float = 10.0):
+                 adaptive: bool = True, max_ratio: float = 10.0, warmup_iters: int = 0):
         super().__init__()
+        self._init_warmup(warmup_iters)
         if head not in HEADS:
             raise ValueError(f'AEKT: head={head!r} is not one of {HEADS}.')
         if tau <= 0:
@@ -117,7 +121,7 @@ class AEKT(nn.Module):
         if self.adaptive:
             with torch.no_grad():
                 weight = (log_b_t[:, 0] - log_b_s[:, 0]).exp().clamp(max=self.max_ratio)
-        scale = self.tau ** 2
+        scale = self.tau ** 2 * self._warmup_factor()
         explicit = (weight * kl_rows(log_b_t, log_b_s)).mean() * scale
         implicit = kl_rows(log_q_t, log_q_s).mean() * scale
         return dict(explicit=self.alpha * explicit, implicit=self.beta * implicit)

@@ -8,7 +8,8 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape, flatten_with_labels, get_labels, upcast
+from ._utils import (LinearWarmup, check_same_shape, flatten_with_labels, get_labels,
+                     upcast)
 
 
 def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Tensor, Tensor]:
@@ -32,7 +33,7 @@ def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class DKD(nn.Module):
+class DKD(LinearWarmup, nn.Module):
     """Decoupled KD: target-class KD (TCKD) and non-target-class KD (NCKD) weighted apart.
 
     With ``b`` the binary [target, rest] distribution and ``q`` the distribution over the K-1
@@ -57,15 +58,17 @@ class DKD(nn.Module):
             beta varies per CIFAR pair in the paper). Their ImageNet R34->R18 config uses
             alpha=1, beta=0.5, tau=1 (mdistiller ``configs/imagenet/r34_r18/dkd.yaml``).
         ignore_index (int): label of pixels to skip in dense logits. Default 255.
+        warmup_iters (int): ramp both parts up linearly over this many training iterations.
+            Default 0 (off).
 
-    The authors also ramp the loss up linearly over the first epochs (20 on CIFAR-100, 1 on
-    ImageNet); that schedule belongs to the training loop (a weight schedule) and is not part of
-    this module.
+    The authors ramp the loss up linearly over the first epochs (20 on CIFAR-100, 1 on
+    ImageNet): set ``warmup_iters`` to that many epochs' iterations.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 ignore_index: int = 255):
+                 ignore_index: int = 255, warmup_iters: int = 0):
         super().__init__()
+        self._init_warmup(warmup_iters)
         if tau <= 0:
             raise ValueError(f'DKD: tau must be > 0; got {tau}.')
         self.alpha, self.beta, self.tau = float(alpha), float(beta), float(tau)
@@ -74,6 +77,7 @@ class DKD(nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DKD', student, teacher)
         student, teacher = upcast(student, teacher.detach())
+        factor = self._warmup_factor()  # counted even when every pixel is ignored
         labels = get_labels('DKD', data_samples, student)
         labels, (s, t) = flatten_with_labels('DKD', labels, self.ignore_index, student,
                                              teacher.detach())
@@ -84,7 +88,7 @@ class DKD(nn.Module):
             return dict(tckd=zero, nckd=zero)
         log_b_s, log_q_s = binary_and_nontarget(s, labels, self.tau)
         log_b_t, log_q_t = binary_and_nontarget(t, labels, self.tau)
-        scale = self.tau ** 2
+        scale = self.tau ** 2 * factor
         tckd = kl_rows(log_b_t, log_b_s).mean() * scale
         nckd = kl_rows(log_q_t, log_q_s).mean() * scale
         return dict(tckd=self.alpha * tckd, nckd=self.beta * nckd)
