@@ -21,10 +21,10 @@ default_scope = 'mmengine'
 model = dict(type='ToyClassifier', width={width},
              data_preprocessor=dict(type='ImgDataPreprocessor', mean=[127.5] * 3,
                                     std=[64.0] * 3))
-test_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages', num=4),
+test_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToolsToyImages', num=4),
                        sampler=dict(type='DefaultSampler', shuffle=False),
                        collate_fn=dict(type='pseudo_collate'))
-test_evaluator = dict(type='ToyAccuracy')
+test_evaluator = dict(type='ToolsToyAccuracy')
 test_cfg = dict()
 '''
 

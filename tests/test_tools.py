@@ -32,7 +32,7 @@ from mmengine.structures import BaseDataElement
 
 
 @DATASETS.register_module(force=True)
-class ToyImages(torch.utils.data.Dataset):
+class ToolsToyImages(torch.utils.data.Dataset):
     """Fixed uint8 images with labels (no augmentation)."""
     metainfo = dict(classes=('a', 'b', 'c', 'd'))
 
@@ -49,7 +49,7 @@ class ToyImages(torch.utils.data.Dataset):
 
 
 @METRICS.register_module(force=True)
-class ToyAccuracy(BaseMetric):
+class ToolsToyAccuracy(BaseMetric):
     default_prefix = 'toy'
 
     def process(self, data_batch, data_samples):
@@ -73,14 +73,14 @@ model = dict(
         feat=dict(loss=dict(type='FitNets'), student='stage2', teacher='stage2'),
         logits=dict(loss=dict(type='MSE'), student='fc', teacher='fc', weight=0.5)),
     dry_run=dict(input_size=(16, 16)))
-train_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages'),
+train_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToolsToyImages'),
                         sampler=dict(type='DefaultSampler', shuffle=True),
                         collate_fn=dict(type='pseudo_collate'))
-val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToyImages', num=4),
+val_dataloader = dict(batch_size=2, num_workers=0, dataset=dict(type='ToolsToyImages', num=4),
                       sampler=dict(type='DefaultSampler', shuffle=False),
                       collate_fn=dict(type='pseudo_collate'))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='ToyAccuracy')
+val_evaluator = dict(type='ToolsToyAccuracy')
 test_evaluator = val_evaluator
 train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
 log_processor = dict(by_epoch=False)
