@@ -5,7 +5,6 @@ MMEngine only) is written to a temporary folder and run through the tools in-pro
 would from the shell. ``write_experiment`` is reused by test_dist_train.py and
 test_checkpoint_export.py.
 """
-import glob
 import importlib.util
 import os
 import pickle

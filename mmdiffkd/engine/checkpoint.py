@@ -180,7 +180,7 @@ def load_checkpoint_file(filename, map_location='cpu'):
 # ---- state dict handling ----------------------------------------------------------------------
 
 def extract_state_dict(checkpoint, filename='<checkpoint>'):
-    """The weights of a checkpoint: ``checkpoint['state_dict']``, ``['model']`` or the dict itself."""
+    """The weights: ``checkpoint['state_dict']``, ``checkpoint['model']`` or the dict itself."""
     if not isinstance(checkpoint, dict):
         raise TypeError(f'Checkpoint {filename!r} holds a {type(checkpoint).__name__}, '
                         'expected a dict of tensors or a dict with a "state_dict" entry.')
