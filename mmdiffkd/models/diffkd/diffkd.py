@@ -215,6 +215,8 @@ class DiffKD(nn.Module):
         elif noise.shape != student.shape:
             raise ValueError(f'DiffKD: noise has shape {tuple(noise.shape)}; the aligned '
                              f'student map needs {tuple(student.shape)}.')
+        else:
+            noise = noise.to(student.device)
         g = gamma.view(-1, 1, 1, 1)
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
         x = g * student + (1 - g) * noise
@@ -235,6 +237,8 @@ class DiffKD(nn.Module):
         elif noise.shape != target.shape:
             raise ValueError(f'DiffKD: diffusion_noise has shape {tuple(noise.shape)}; the '
                              f'target map needs {tuple(target.shape)}.')
+        else:
+            noise = noise.to(target.device)
         num_t = self.scheduler.num_train_timesteps
         if timesteps is None:
             timesteps = torch.randint(0, num_t, (b,), generator=generator, device=target.device)
