@@ -168,6 +168,18 @@ def test_resume_auto_and_explicit(trained, tmp_path):
     assert not (other / 'iter_1.pth').exists()  # started at 2, not at 0
 
 
+def test_train_runs_a_plain_config(experiment, tmp_path):
+    """No distiller: the tools are the OpenMMLab ones for any task config."""
+    directory, _ = experiment
+    plain = directory / 'toy_plain.py'
+    plain.write_text("_base_ = './toy_distill.py'\n"
+                     "model = dict(_delete_=True, type='ToyClassifier', width=8,\n"
+                     "             data_preprocessor={{_base_.preprocessor}})\n")
+    load_tool('train').main([str(plain), '--work-dir', str(tmp_path)])
+    keys = torch.load(tmp_path / 'iter_2.pth', weights_only=True)['state_dict'].keys()
+    assert 'stem.0.weight' in keys and not any(k.startswith('student.') for k in keys)
+
+
 def test_bad_arguments(trained, tmp_path):
     config, _ = trained
     train = load_tool('train')
