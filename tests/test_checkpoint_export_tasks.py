@@ -23,18 +23,19 @@ from mmdiffkd.engine import export_student  # noqa: E402
 
 torch.set_num_threads(1)
 
-# the test pipeline each task's inference API reads from the student's config
+# the test pipeline each task's inference API reads from the student's config (types resolve in
+# the config's default scope; the APIs look for 'LoadImageFromFile' by its bare name)
 PIPELINES = {
-    'det': [dict(type='mmdet.LoadImageFromFile'),
-            dict(type='mmdet.Resize', scale=(64, 64), keep_ratio=True),
-            dict(type='mmdet.PackDetInputs',
+    'det': [dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(64, 64), keep_ratio=True),
+            dict(type='PackDetInputs',
                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))],
-    'seg': [dict(type='mmseg.LoadImageFromFile'),
-            dict(type='mmseg.Resize', scale=(64, 64), keep_ratio=True),
-            dict(type='mmseg.PackSegInputs')],
-    'cls': [dict(type='mmpretrain.LoadImageFromFile'),
-            dict(type='mmpretrain.Resize', scale=(32, 32)),
-            dict(type='mmpretrain.PackInputs')],
+    'seg': [dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(64, 64), keep_ratio=True),
+            dict(type='PackSegInputs')],
+    'cls': [dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(32, 32)),
+            dict(type='PackInputs')],
 }
 KIND = {'retinanet': 'det', 'pspnet': 'seg', 'resnet': 'cls'}
 
@@ -57,6 +58,10 @@ def train_and_export(task, tmp_path):
     kind = KIND[task]
     if kind == 'seg':
         student.test_pipeline = PIPELINES[kind]
+    elif kind == 'det':  # init_detector builds the test dataset (lazily) for its metainfo
+        student.test_dataloader = dict(dataset=dict(
+            type='CocoDataset', data_root='', ann_file='', lazy_init=True, test_mode=True,
+            metainfo=dict(classes=dataset.metainfo['classes']), pipeline=PIPELINES[kind]))
     else:
         student.test_dataloader = dict(dataset=dict(pipeline=PIPELINES[kind]))
     student_file = str(tmp_path / 'student_config.py')
@@ -115,7 +120,7 @@ def test_mmpretrain_get_model_and_inferencer(tmp_path):
     inferencer = ImageClassificationInferencer(model=config, pretrained=final, device='cpu')
     img = image(32)
     out = inferencer(img)[0]
-    batch = dict(inputs=[torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1)],
+    batch = dict(inputs=[torch.from_numpy(img).permute(2, 0, 1).contiguous()],
                  data_samples=None)
     with torch.no_grad():
         scores = distiller.student.test_step(copy.deepcopy(batch))[0].pred_score
