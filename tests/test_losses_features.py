@@ -142,9 +142,10 @@ def test_pkd_resizes_one_map_to_the_other_and_rejects_width_mismatch():
 
 # ---- VkD --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('cs,ct', [(3, 5), (5, 3), (4, 4)])
-def test_vkd_projection_is_orthogonal_and_stays_so(cs, ct):
-    loss = VkD(student_channels=cs, teacher_channels=ct)
+@pytest.mark.parametrize('cs,ct,orth', [(3, 5, None), (5, 3, None), (4, 4, None),
+                                         (3, 5, 'cayley'), (5, 3, 'matrix_exp')])
+def test_vkd_projection_is_orthogonal_and_stays_so(cs, ct, orth):
+    loss = VkD(student_channels=cs, teacher_channels=ct, orthogonal_map=orth)
     opt = torch.optim.SGD(loss.parameters(), lr=0.5)
     for _ in range(2):
         opt.zero_grad()
@@ -206,6 +207,8 @@ def test_vkd_state_dict_loads_weights_only():
 def test_vkd_bad_input():
     with pytest.raises(ValueError, match=r"normalize='layer' is not one of"):
         VkD(2, 3, normalize='layer')
+    with pytest.raises(ValueError, match=r"orthogonal_map='qr' is not one of"):
+        VkD(2, 3, orthogonal_map='qr')
     with pytest.raises(ValueError, match=r'\(2, 3, 4, 4\) does not match teacher \(2, 3, 2, 2\)'):
         VkD(2, 3)(torch.randn(2, 2, 4, 4), torch.randn(2, 3, 2, 2))
 
