@@ -36,8 +36,10 @@ def has_mmcv_ops():
     return importlib.util.find_spec('mmcv._ext') is not None
 
 
-def find_problems(version_of=installed_version, ops_present=has_mmcv_ops):
+def find_problems(version_of=None, ops_present=None):
     """Return a list of human-readable problems (empty when all is well)."""
+    version_of = version_of or installed_version
+    ops_present = ops_present or has_mmcv_ops
     problems = []
     for dist, (low, high) in SUPPORTED.items():
         found = version_of(dist)
