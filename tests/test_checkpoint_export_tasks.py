@@ -114,7 +114,7 @@ def test_mmpretrain_get_model_and_inferencer(tmp_path):
     from mmpretrain import ImageClassificationInferencer, get_model
     final, config, distiller, metainfo = train_and_export('resnet', tmp_path)
     model = get_model(config, pretrained=final, device='cpu')
-    assert model.dataset_meta['classes'] == metainfo['classes']
+    assert model._dataset_meta['classes'] == metainfo['classes']  # where get_model keeps it
     for k, v in model.state_dict().items():
         assert torch.equal(v, distiller.student.state_dict()[k]), k
     inferencer = ImageClassificationInferencer(model=config, pretrained=final, device='cpu')
