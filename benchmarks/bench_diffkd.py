@@ -59,11 +59,12 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def measure(name, device, steps, warmup, iters, amp):
+def measure(name, device, steps, warmup, iters, amp, ckpt):
     """Time one case in this process; returns a dict of results."""
     case = CASES[name]
     torch.manual_seed(0)
-    module = DiffKD(inference_steps=steps, **case['cfg']).to(device).train()
+    module = DiffKD(inference_steps=steps, grad_checkpoint=ckpt, **case['cfg']).to(device)
+    module.train()
     inputs = [(torch.randn(s, device=device, requires_grad=True), torch.randn(t, device=device))
               for s, t in case['shapes']]
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=amp)
@@ -106,11 +107,13 @@ def measure(name, device, steps, warmup, iters, amp):
 
 def run_case(args, name, device):
     if device == 'cuda':
-        return measure(name, device, args.steps, args.warmup, args.iters, args.amp)
+        return measure(name, device, args.steps, args.warmup, args.iters, args.amp,
+                       args.grad_checkpoint)
     # fresh process per CPU case, so its peak RSS is its own
     cmd = [sys.executable, os.path.abspath(__file__), '--worker', name, '--device', 'cpu',
            '--steps', str(args.steps), '--warmup', str(args.warmup), '--iters', str(args.iters),
-           '--threads', str(args.threads)] + (['--amp'] if args.amp else [])
+           '--threads', str(args.threads)] + (['--amp'] if args.amp else []) \
+        + (['--grad-checkpoint'] if args.grad_checkpoint else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -125,12 +128,14 @@ def main():
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--amp', action='store_true', help='autocast to bfloat16')
+    parser.add_argument('--grad-checkpoint', action='store_true',
+                        help='DiffKD(grad_checkpoint=True): recompute predictor activations')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(measure(args.worker, 'cpu', args.steps, args.warmup, args.iters,
-                                 args.amp)))
+                                 args.amp, args.grad_checkpoint)))
         return
     devices = args.device or (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
     if 'cuda' in devices and not torch.cuda.is_available():
@@ -140,7 +145,7 @@ def main():
     print(f'torch {torch.__version__}, {platform.processor() or platform.machine()}, '
           f'{os.cpu_count()} CPUs, {args.threads} torch threads' + (f', {gpu}' if gpu else ''))
     print(f'inference_steps={args.steps}, warmup={args.warmup}, iters={args.iters}, '
-          f'autocast bf16={args.amp}\n')
+          f'autocast bf16={args.amp}, grad_checkpoint={args.grad_checkpoint}\n')
     print(f'load average before: {os.getloadavg()[0]:.2f}')
     header = ('| case | device | input (student) | params | fwd ms | fwd+bwd ms | '
               'fwd+bwd CPU-time ms | peak memory MiB |')

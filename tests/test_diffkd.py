@@ -315,3 +315,31 @@ def test_default_kernel_size():
     assert DiffKD.default_kernel_size(torch.zeros(2, 10)) == 1
     assert DiffKD.default_kernel_size(torch.zeros(2, 9, 4)) == 3
     assert DiffKD.default_kernel_size(torch.zeros(2, 4, 3, 3)) == 3
+
+
+@pytest.mark.parametrize('cfg', [dict(use_ae=True), dict(kernel_size=1),
+                                 dict(distill_updates_diffusion=False)])
+def test_grad_checkpoint_gives_the_same_numbers_and_statistics(cfg):
+    torch.manual_seed(0)
+    channels = (8, 16) if cfg.get('kernel_size') != 1 else (10, 10)
+    shape = (2, 3, 3) if cfg.get('kernel_size') != 1 else ()
+    ref = DiffKD(*channels, **cfg)
+    ckpt = DiffKD(*channels, grad_checkpoint=True, **cfg)
+    ckpt.load_state_dict(ref.state_dict())
+    s0, t = torch.randn(2, channels[0], *shape[1:]), torch.randn(2, channels[1], *shape[1:])
+    c = ref.channels
+    draws = _draws(2, c, *((3, 3) if shape else (1, 1)))
+    grads = {}
+    for name, module in (('ref', ref), ('ckpt', ckpt)):
+        s = s0.clone().requires_grad_(True)
+        out = module(s, t, **draws)
+        sum(out.values()).backward()
+        grads[name] = (out, s.grad)
+    for k in grads['ref'][0]:
+        torch.testing.assert_close(grads['ckpt'][0][k], grads['ref'][0][k])
+    torch.testing.assert_close(grads['ckpt'][1], grads['ref'][1])
+    for (name, p), q in zip(ckpt.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    # running statistics (and batch counts) updated once per forward, not again in backward
+    for (name, a), b in zip(ckpt.state_dict().items(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)

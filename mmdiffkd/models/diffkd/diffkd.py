@@ -5,6 +5,7 @@ feature is matched to the teacher. One module distils one student/teacher featur
 several of equal width, when shared). The reference algorithm is stated in
 ``/work/shared/golden/diffkd/README.md``; ``docs/diffkd.md`` lists every option and deviation.
 """
+from contextlib import nullcontext
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,11 +13,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
 
 from mmdiffkd.registry import MODELS
 
 from .autoencoder import LinearAutoEncoder
-from .layers import BatchNorm2d, pointwise
+from .layers import BatchNorm2d, frozen_running_stats, pointwise
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
 from .scheduler import DDIMScheduler
@@ -52,6 +54,9 @@ class DiffKD(nn.Module):
             learns from the diffusion loss alone; the student still gets the full gradient.
         token_hw: (H, W) used to reshape (B, N, C) tokens; a forward kwarg of the same name
             overrides it. Without either, the other input's map size or a square is used.
+        grad_checkpoint: recompute the noise predictor's activations in backward instead of
+            storing them (less memory on large maps, one more predictor forward per call);
+            BatchNorm statistics are updated once, as without it.
         keep_denoised: keep detached copies of the last denoised feature, target and gamma in
             ``self.last_outputs`` (for visualisation hooks; costs one feature of memory).
     """
@@ -71,7 +76,8 @@ class DiffKD(nn.Module):
                  ae_weight: float = 1.0,
                  distill_updates_diffusion: bool = True,
                  token_hw: Optional[Sequence[int]] = None,
-                 keep_denoised: bool = False):
+                 keep_denoised: bool = False,
+                 grad_checkpoint: bool = False):
         super().__init__()
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels)):
@@ -121,6 +127,7 @@ class DiffKD(nn.Module):
         self.distill_updates_diffusion = distill_updates_diffusion
         self.token_hw = self._check_hw(token_hw)
         self.keep_denoised = keep_denoised
+        self.grad_checkpoint = grad_checkpoint
         self.last_outputs: Dict[str, Tensor] = {}
 
         c = self.channels
@@ -198,11 +205,24 @@ class DiffKD(nn.Module):
                              f'resize one of them before the loss.')
 
     # ----------------------------------------------------------------------------- parts
-    def _predict(self, x: Tensor, t: Tensor, detach_params: bool) -> Tensor:
-        if not detach_params:
-            return self.noise_predictor(x, t)
-        params = {n: p.detach() for n, p in self.noise_predictor.named_parameters()}
-        return functional_call(self.noise_predictor, params, (x, t), strict=False)
+    def _predict(self, x: Tensor, t: Tensor, detach_params: bool = False) -> Tensor:
+        """eps_theta(x, t), optionally with constant parameters and/or activation checkpointing."""
+        predictor = self.noise_predictor
+        params = ({n: p.detach() for n, p in predictor.named_parameters()}
+                  if detach_params else None)
+        calls = []  # a checkpointed forward runs twice: once now, once again in backward
+
+        def run(x):
+            recompute = bool(calls)
+            calls.append(True)
+            with frozen_running_stats(predictor) if recompute else nullcontext():
+                if params is None:
+                    return predictor(x, t)
+                return functional_call(predictor, params, (x, t), strict=False)
+
+        if self.grad_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(run, x, use_reentrant=False, preserve_rng_state=False)
+        return run(x)
 
     def denoise(self, student: Tensor, noise: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
@@ -252,7 +272,7 @@ class DiffKD(nn.Module):
                                  f'{timesteps.tolist()}.')
             timesteps = timesteps.to(device=target.device, dtype=torch.long)
         x_t = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(_float(self.noise_predictor(x_t, timesteps)), _float(noise))
+        return F.mse_loss(_float(self._predict(x_t, timesteps)), _float(noise))
 
     def _distill(self, refined: Tensor, target: Tensor) -> Tensor:
         refined, target = _float(refined), _float(target)
@@ -311,4 +331,5 @@ class DiffKD(nn.Module):
                 f'teacher_channels={self.teacher_channels}, kernel_size={self.kernel_size}, '
                 f'use_ae={self.use_ae}, channels={self.channels}, '
                 f'distill_loss={self.distill_loss!r}, '
-                f'distill_updates_diffusion={self.distill_updates_diffusion}')
+                f'distill_updates_diffusion={self.distill_updates_diffusion}, '
+                f'grad_checkpoint={self.grad_checkpoint}')

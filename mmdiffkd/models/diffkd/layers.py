@@ -1,4 +1,6 @@
 """Building blocks shared by the DiffKD networks: a batch-1-safe BatchNorm and the Bottleneck."""
+from contextlib import contextmanager
+
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,8 +16,18 @@ class BatchNorm2d(nn.BatchNorm2d):
     still recognises it (it is an ``nn.BatchNorm2d``).
     """
 
+    # Set by ``frozen_running_stats``: normalise with batch statistics but leave the running
+    # ones alone (a checkpointed forward being recomputed must not update them twice).
+    freeze_running_stats = False
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and x.dim() == 4 and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+        if self.training and self.freeze_running_stats and not self._single_value(x):
+            # batch statistics; throwaway copies take the update (same autograd graph as below)
+            mean, var = self.running_mean, self.running_var
+            return F.batch_norm(x, None if mean is None else mean.clone(),
+                                None if var is None else var.clone(),
+                                self.weight, self.bias, True, 0.1, self.eps)
+        if self.training and self._single_value(x):
             if self.running_mean is None:
                 raise ValueError(f'{type(self).__name__} got a single value per channel '
                                  f'(input shape {tuple(x.shape)}) and has no running statistics '
@@ -23,6 +35,10 @@ class BatchNorm2d(nn.BatchNorm2d):
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                 False, 0.0, self.eps)
         return super().forward(x)
+
+    @staticmethod
+    def _single_value(x: Tensor) -> bool:
+        return x.dim() == 4 and x.shape[0] * x.shape[2] * x.shape[3] == 1
 
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
@@ -32,6 +48,19 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
         w = conv.weight.flatten(1)
         return F.linear(x.flatten(1), w, conv.bias)[:, :, None, None]
     return conv(x)
+
+
+@contextmanager
+def frozen_running_stats(module: nn.Module):
+    """Within the block, the ``BatchNorm2d`` layers of ``module`` do not update their statistics."""
+    layers = [m for m in module.modules() if isinstance(m, BatchNorm2d)]
+    for m in layers:
+        m.freeze_running_stats = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.freeze_running_stats = False
 
 
 class Bottleneck(nn.Module):
