@@ -281,8 +281,9 @@ class Distiller(BaseModel):
                                      ('teacher', self.teacher, self.teacher_records)):
             modes = {m: m.training for m in model.modules()}
             model.eval()
+            device = next(iter(model.parameters()), inputs).device
             try:
-                self._dry_forward(role, model, records, inputs)
+                self._dry_forward(role, model, records, inputs.to(device))
                 shapes[role] = {}
                 for name, d in self._declarations.items():
                     for e in d['entries']:

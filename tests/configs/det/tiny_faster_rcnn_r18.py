@@ -11,7 +11,8 @@ model = dict(
     neck=dict(type='FPN', in_channels=[16, 32, 64, 128], out_channels=32, num_outs=5),
     rpn_head=dict(
         type='RPNHead', in_channels=32, feat_channels=32,
-        anchor_generator=dict(type='AnchorGenerator', scales=[4], ratios=[1.0],
+        # 3 anchors per place: with 1, mmdet's RPN squeezes a 1x1 level's scores to 0-d
+        anchor_generator=dict(type='AnchorGenerator', scales=[4], ratios=[0.5, 1.0, 2.0],
                               strides=[4, 8, 16, 32, 64]),
         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
                         target_stds=[1.0, 1.0, 1.0, 1.0]),
