@@ -50,7 +50,7 @@ def build_from_case(case):
         distill = dict(distill_loss='kl', tau=float(m.group(1)))
     return DiffKD(case['student_channels'], case['teacher_channels'],
                   kernel_size=case['kernel_size'], use_ae=case['use_ae'],
-                  ae_channels=case['ae_channels'] if case['use_ae'] else None,
+                  ae_channels=case.get('ae_channels') if case['use_ae'] else None,
                   inference_steps=case['inference_steps'],
                   num_train_timesteps=case['num_train_timesteps'], **distill)
 
