@@ -241,10 +241,11 @@ def test_one_module_shared_across_fpn_levels():
     assert loss.noise_predictor.out_bn.num_batches_tracked.item() == 24
 
 
-@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_autocast_low_precision_is_finite(dtype):
+@pytest.mark.parametrize('dtype, ckpt', [(torch.bfloat16, False), (torch.float16, False),
+                                         (torch.bfloat16, True)])
+def test_autocast_low_precision_is_finite(dtype, ckpt):
     torch.manual_seed(0)
-    loss = DiffKD(8, 16, use_ae=True)
+    loss = DiffKD(8, 16, use_ae=True, grad_checkpoint=ckpt)
     s = torch.randn(2, 8, 4, 4, requires_grad=True)
     t = torch.randn(2, 16, 4, 4)
     with torch.autocast('cpu', dtype=dtype):
