@@ -269,3 +269,36 @@ def test_slurm_scripts_call_srun(tmp_path, script, args, tool):
     bad = subprocess.run(['bash', osp.join(REPO, 'tools', script), 'part'], env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and 'usage' in bad.stderr
+
+
+def test_show_dir_turns_on_each_task_visualization_hook():
+    from mmengine.config import Config
+    test = load_tool('test')
+    for hook, switch, where in (('DetVisualizationHook', 'draw', 'test_out_dir'),
+                                ('mmseg.SegVisualizationHook', 'draw', None),
+                                ('VisualizationHook', 'enable', 'out_dir')):
+        cfg = Config(dict(default_hooks=dict(visualization=dict(type=hook))))
+        test.enable_show_dir(cfg, 'vis')
+        assert cfg.default_hooks.visualization[switch] is True
+        if where is None:
+            assert cfg.visualizer.save_dir == 'vis'
+        else:
+            assert cfg.default_hooks.visualization[where] == 'vis'
+    with pytest.raises(ValueError, match="unknown visualization hook 'MyHook'"):
+        test.enable_show_dir(Config(dict(default_hooks=dict(visualization=dict(
+            type='MyHook')))), 'vis')
+
+
+def test_amp_switches_the_optim_wrapper_on_gpu_machines():
+    from mmengine.config import Config
+
+    from mmdiffkd.engine.launch import setup_amp
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1))))
+    setup_amp(cfg, cuda_available=True)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    custom = Config(dict(optim_wrapper=dict(type='MyWrapper', optimizer=dict(type='SGD'))))
+    with pytest.raises(ValueError, match="'MyWrapper'"):
+        setup_amp(custom, cuda_available=True)
+    with pytest.raises(RuntimeError, match='needs a CUDA device'):
+        setup_amp(cfg, cuda_available=False)

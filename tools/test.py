@@ -66,7 +66,9 @@ def enable_show_dir(cfg, show_dir):
     if out_key is not None:
         hook[out_key] = show_dir
     else:  # SegVisualizationHook writes under the visualizer's save_dir
-        cfg.setdefault('visualizer', {})['save_dir'] = show_dir
+        if cfg.get('visualizer') is None:
+            cfg.visualizer = dict(type='SegLocalVisualizer', name='visualizer')
+        cfg.visualizer.save_dir = show_dir
     return cfg
 
 
