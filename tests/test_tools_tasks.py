@@ -1,5 +1,5 @@
-"""The command-line flow on a real mmdet model: train.py -> test.py -> export_student.py ->
-``mmdet.apis.init_detector`` + ``inference_detector``, all from config files.
+"""The command-line flow on a real mmdet model, all from config files: train.py, train.py
+--resume, test.py, export_student.py, then ``mmdet.apis.init_detector`` + ``inference_detector``.
 
 The distillation config is tests/configs/distill/retinanet_r18w_to_r18_diffkd.py (tiny RetinaNet
 student and teacher, DiffKD on ``backbone.layer4`` + MSE on every FPN level) with dataloaders
@@ -97,6 +97,12 @@ def test_cli_train_test_export_and_init_detector(tmp_path, capsys):
         saved = torch.load(ckpt, weights_only=True)
         assert saved['meta']['dataset_meta']['classes'] == ('c0', 'c1', 'c2')
         assert not any(k.startswith('teacher.') for k in saved['state_dict'])
+
+        # resume (weights_only, MMEngine's allow-list) for one more iteration
+        load_tool('train').main([str(config), '--work-dir', str(work), '--resume',
+                                 '--cfg-options', 'train_cfg.max_iters=3',
+                                 'default_hooks.checkpoint.interval=1'])
+        assert torch.load(work / 'iter_3.pth', weights_only=True)['meta']['iter'] == 3
 
         # an untrained tiny RetinaNet scores below mmdet's 0.05: keep every box for the metric
         metrics = load_tool('test').main([str(config), str(ckpt),
