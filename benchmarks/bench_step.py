@@ -3,7 +3,8 @@
 Rows (each a separate model, same batch, same optimizer):
 
 - ``student``: the student alone (its data preprocessor, task losses, backward, SGD step);
-- ``+ teacher fwd``: the distiller with no loss: student step plus a full teacher forward;
+- ``+ teacher fwd``: the distiller with no loss: student step plus a *full* teacher forward
+  (``stop_teacher_early=False``: heads and, for Faster R-CNN, RPN post-processing and RoI head);
 - ``+ MSE feat``: the teacher forward cut after the recorded features, plus an MSE on them
   (FitNets, i.e. a 1x1 regressor then MSE, where student and teacher widths differ);
 - ``+ DiffKD``: the same records with DiffKD (5 sampling steps) instead of the MSE.
@@ -63,28 +64,41 @@ def build_variants(task, tmpdir):
     data = make_data(n=2)
     batch = dict(inputs=[data[i]['inputs'] for i in range(2)],
                  data_samples=[data[i]['data_samples'] for i in range(2)])
-    return variants, batch, f'{feat_loss} on {path}' + (f'[{index}]' if index else '')
+    where = path + (f' levels {index[0]}-{index[-1]}' if index else '')
+    return variants, batch, f'{feat_loss} / DiffKD on {where}'
 
 
-def time_steps(model, batch, warmup, steps):
+def make_step(model, batch):
     model.train()
     optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)))
-    times = []
-    for i in range(warmup + steps):
+
+    def step():
         data = {k: [x.clone() if isinstance(x, (torch.Tensor, BaseDataElement)) else x
                     for x in v] for k, v in batch.items()}
         start = time.perf_counter()
         model.train_step(data, optim)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        return time.perf_counter() - start
+    return step
+
+
+def time_variants(variants, batch, warmup, steps):
+    """Round-robin over the variants, one step each per round, so that load changes on a shared
+    machine hit every variant alike; median per variant, in ms."""
+    steps_of = {name: make_step(model, batch) for name, model in variants.items()}
+    times = {name: [] for name in variants}
+    for i in range(warmup + steps):
+        for name, step in steps_of.items():
+            t = step()
+            if i >= warmup:
+                times[name].append(t)
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--tasks', nargs='+', default=['retinanet', 'faster_rcnn', 'pspnet',
                                                          'resnet'])
-    parser.add_argument('--steps', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=7)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=None)
     args = parser.parse_args()
@@ -95,14 +109,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmpdir:
         for task in args.tasks:
             variants, batch, feat = build_variants(task, tmpdir)
-            base = None
-            for name, model in variants.items():
-                ms = time_steps(model, batch, args.warmup, args.steps)
-                base = base or ms
+            ms_of = time_variants(variants, batch, args.warmup, args.steps)
+            base = ms_of['student']
+            for name, ms in ms_of.items():
                 rows.append((task, name, ms, ms / base, feat))
                 print(f'{task:12s} {name:15s} {ms:9.1f} ms  x{ms / base:.2f}', flush=True)
-    print(f'\nOne training step, batch 2, median of {args.steps} after {args.warmup} warm-up, '
-          f'torch {torch.__version__}, {torch.get_num_threads()} threads\n')
+    print(f'\nOne training step, batch 2, median of {args.steps} after {args.warmup} warm-up '
+          f'(variants interleaved), torch {torch.__version__}, {torch.get_num_threads()} '
+          'threads\n')
     print('| model | step | ms | ratio to student | distilled features |')
     print('|---|---|---:|---:|---|')
     for task, name, ms, ratio, feat in rows:

@@ -91,6 +91,7 @@ def test_runner_train_and_validate(task, tmp_path):
                     optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
                     default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3,
                                                        by_epoch=False)),
+                    custom_hooks=[dict(type='mmdiffkd.TeacherValHook')],
                     randomness=dict(seed=0))
     model = runner.model
     teacher0 = {k: v.clone() for k, v in model.teacher.state_dict().items()}
@@ -101,7 +102,10 @@ def test_runner_train_and_validate(task, tmp_path):
                if v.is_floating_point())
     scalars = set(runner.message_hub.log_scalars)
     assert {f'train/{k}' for k in EXPECTED[task][1]} <= scalars
-    assert any(k.startswith('val/') for k in scalars), scalars
+    metric = {'retinanet': 'coco/bbox_mAP', 'faster_rcnn': 'coco/bbox_mAP', 'pspnet': 'mIoU',
+              'resnet': 'accuracy/top1'}[task]
+    # the student's task metric, and the teacher's with the same metric under val/teacher/
+    assert {f'val/{metric}', f'val/teacher/{metric}'} <= scalars, sorted(scalars)
     saved = torch.load(osp.join(runner.work_dir, 'iter_3.pth'), weights_only=True)
     assert not any(k.startswith('teacher.') for k in saved['state_dict'])
     assert any(k.startswith('distill_losses.layer4.') for k in saved['state_dict'])
