@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
-try:  # numpy >= 2 renamed numpy.core to numpy._core; pickles name the module they were made with
+try:  # numpy 2 renamed numpy.core to numpy._core (1.26 has both); pickles name the one they used
     from numpy._core import multiarray as _np_multiarray
     _NP_CORE = 'numpy._core.multiarray'
-except ImportError:  # pragma: no cover - numpy < 2 (the tested version)
+except ImportError:  # pragma: no cover - numpy < 1.26
     from numpy.core import multiarray as _np_multiarray
     _NP_CORE = 'numpy.core.multiarray'
 
