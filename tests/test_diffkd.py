@@ -1,4 +1,6 @@
 """DiffKD loss behaviour: layouts, batch 1, injected draws, options, autocast, errors."""
+import warnings
+
 import pytest
 import torch
 import torch.nn as nn
@@ -378,3 +380,12 @@ def test_training_the_module_lowers_both_losses():
     end = evaluate()
     assert end['distill'] < 0.5 * start['distill'], (start, end)
     assert end['diffusion'] < 0.8 * start['diffusion'], (start, end)
+
+
+def test_kernel3_on_logits_warns_once():
+    loss = DiffKD(16, 16)
+    with pytest.warns(UserWarning, match='kernel_size=1'):
+        loss(torch.randn(2, 16), torch.randn(2, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loss(torch.randn(2, 16), torch.randn(2, 16))

@@ -2,9 +2,10 @@
 
 A diffusion model trained on teacher features denoises the student feature; the denoised
 feature is matched to the teacher. One module distils one student/teacher feature pair (or
-several of equal width, when shared). The reference algorithm is stated in
-``/work/shared/golden/diffkd/README.md``; ``docs/diffkd.md`` lists every option and deviation.
+several of equal width, when shared). ``docs/diffkd.md`` gives the algorithm, every option and
+every deviation from the authors' module (the parity reference: ``shared/golden/diffkd``).
 """
+import warnings
 from contextlib import nullcontext
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -129,6 +130,7 @@ class DiffKD(nn.Module):
         self.keep_denoised = keep_denoised
         self.grad_checkpoint = grad_checkpoint
         self.last_outputs: Dict[str, Tensor] = {}
+        self._warned_logits = False
 
         c = self.channels
         self.autoencoder = LinearAutoEncoder(teacher_channels, c) if use_ae else None
@@ -301,6 +303,10 @@ class DiffKD(nn.Module):
         (or the global RNG). With ``return_denoised=True`` returns ``(losses, extras)``,
         extras = ``denoised`` (in the student's layout), ``target`` (map) and ``gamma`` (B,).
         """
+        if student.dim() == 2 and self.kernel_size == 3 and not self._warned_logits:
+            self._warned_logits = True
+            warnings.warn(f'DiffKD(kernel_size=3) got (B, C) logits {tuple(student.shape)}; the '
+                          f'paper distils logits with kernel_size=1 (1x1 nets, KL loss).')
         hw = self._check_hw(token_hw) or self.token_hw
         s = self._to_map(student, 'student', hw, teacher)
         t = self._to_map(teacher, 'teacher', hw, student).detach()
