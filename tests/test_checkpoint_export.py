@@ -82,6 +82,18 @@ def test_export_loads_without_mmdiffkd_and_tests_like_the_distiller(distilled, t
     assert plain == distiller
 
 
+def test_test_tool_refuses_mixed_up_checkpoint_and_config(distilled, tmp_path):
+    """MMEngine would load either mix-up non-strictly and test random weights."""
+    directory, ckpt_path = distilled
+    final = export_student(ckpt_path, str(tmp_path / 's.pth'))
+    test = load_tool('test')
+    with pytest.raises(ValueError, match='is a distiller checkpoint .* export the student'):
+        test.main([str(directory / 'student8.py'), ckpt_path])
+    with pytest.raises(ValueError, match='not a distiller checkpoint but the config builds a '
+                                         'Distiller'):
+        test.main([str(directory / 'toy_distill.py'), final])
+
+
 def test_export_refuses_a_config_of_another_architecture(distilled, tmp_path):
     directory, ckpt_path = distilled
     with pytest.raises(CheckpointMismatchError, match=r'stem\.0\.weight: checkpoint \[8, 3, 3, 3\]'

@@ -21,6 +21,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401
 import mmdiffkd.models  # noqa: E402,F401
+from mmdiffkd.engine import extract_state_dict, load_checkpoint_file  # noqa: E402
 from mmdiffkd.engine.launch import LAUNCHERS, prepare_launch  # noqa: E402
 
 # visualization hook -> (switch, output dir argument) in mmdet / mmseg / mmpretrain
@@ -72,6 +73,26 @@ def enable_show_dir(cfg, show_dir):
     return cfg
 
 
+def check_checkpoint_kind(cfg, checkpoint):
+    """Refuse a distiller checkpoint with a plain config and a student export with a
+    distillation config: MMEngine loads checkpoints non-strictly, so either mix-up would
+    silently evaluate randomly initialised weights."""
+    state_dict = extract_state_dict(load_checkpoint_file(checkpoint), checkpoint)
+    heads = {k.split('.', 1)[0] for k in state_dict}
+    model_type = str(cfg.model.get('type', '')).split('.')[-1]
+    if model_type == 'Distiller' and 'student' not in heads:
+        raise ValueError(f'{checkpoint!r} has no "student.*" weights (its keys start with '
+                         f'{sorted(heads)[:8]}), so it is not a distiller checkpoint but the '
+                         f'config builds a Distiller. Test an exported student with the '
+                         "student's own config.")
+    if model_type != 'Distiller' and 'student' in heads \
+            and heads <= {'student', 'teacher', 'distill_losses', 'data_preprocessor'}:
+        raise ValueError(f'{checkpoint!r} is a distiller checkpoint (student.* keys) but the '
+                         f'config builds a {model_type}. Test it with the distillation config, '
+                         'or export the student first: python tools/export_student.py '
+                         f'{checkpoint} student.pth')
+
+
 def build_cfg(args):
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
@@ -82,6 +103,7 @@ def build_cfg(args):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
+    check_checkpoint_kind(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show_dir is not None:
