@@ -145,3 +145,16 @@ def test_shared_head_conv_per_level_with_call(tmp_path):
     cfg.model.distill_losses.rpn.pop('call')
     with pytest.raises(RuntimeError, match='ran 5 times'):
         ROOT_MODELS.build(cfg.model)
+
+
+def test_teacher_checkpoint_of_another_architecture(tmp_path):
+    """A classifier's checkpoint given to a RetinaNet teacher: the error names the keys."""
+    cls_cfg = Config.fromfile(osp.join(CONFIG_DIR, TASKS['resnet'][0]))
+    wrong = teacher_checkpoint(cls_cfg, str(tmp_path / 'resnet_teacher.pth'))
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, TASKS['retinanet'][0]))
+    cfg.model.teacher.checkpoint = wrong
+    with pytest.raises(RuntimeError) as err:
+        ROOT_MODELS.build(cfg.model)
+    msg = str(err.value)
+    assert 'bbox_head.retina_cls.weight' in msg or 'neck.' in msg  # missing in the file
+    assert 'head.fc.weight' in msg  # unexpected: the classifier's head
