@@ -1,4 +1,5 @@
-"""Distiller on the torch + MMEngine toy classifier: building, losses, freezing, checkpoints, errors.
+"""Distiller on the torch + MMEngine toy classifier: building, losses, freezing, checkpoints,
+errors.
 
 Real detection / segmentation / classification models are in test_distiller_tasks.py.
 """
@@ -239,7 +240,8 @@ def test_missing_teacher_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         build(str(tmp_path / 'nope.pth'))
     with pytest.raises(ValueError, match='allow_untrained'):
-        MODELS.build(dict(type='Distiller', student=toy_model(8), teacher=dict(config=toy_model(16))))
+        MODELS.build(dict(type='Distiller', student=toy_model(8),
+                          teacher=dict(config=toy_model(16))))
     # explicit opt-in for smoke tests
     MODELS.build(dict(type='Distiller', student=toy_model(8),
                       teacher=dict(config=toy_model(16), checkpoint=None, allow_untrained=True)))
