@@ -33,7 +33,8 @@ def _finite_grads(module):
 
 
 def test_registered_and_built_from_config():
-    loss = MODELS.build(dict(type='DiffKD', student_channels=8, teacher_channels=16))
+    # scope-qualified: resolves whatever scope an earlier Runner left current
+    loss = MODELS.build(dict(type='mmdiffkd.DiffKD', student_channels=8, teacher_channels=16))
     assert isinstance(loss, DiffKD)
     assert loss.distill_loss == 'mse' and loss.kernel_size == 3 and loss.inference_steps == 5
 

@@ -75,3 +75,29 @@ def test_registries_are_children_of_mmengine():
     from mmdiffkd.registry import MODELS
     assert MODELS.scope == 'mmdiffkd' and MODELS.parent is ROOT_MODELS
     assert ROOT_MODELS.children['mmdiffkd'] is MODELS
+
+
+def test_default_scope_mmdiffkd_finds_mmengine_types():
+    from mmengine.registry import DefaultScope
+
+    from mmdiffkd.registry import OPTIM_WRAPPERS, PARAM_SCHEDULERS, METRICS
+    with DefaultScope.overwrite_default_scope('mmdiffkd'):
+        assert OPTIM_WRAPPERS.get('OptimWrapper').__name__ == 'OptimWrapper'
+        assert PARAM_SCHEDULERS.get('LinearLR').__name__ == 'LinearLR'
+        assert METRICS.get('mmdet.CocoMetric').__name__ == 'CocoMetric'
+
+
+def test_import_turns_on_safe_checkpoint_loading(tmp_path):
+    import pickle
+
+    class Trap:
+        def __reduce__(self):
+            return (open, (str(tmp_path / 'ran'), 'w'))
+
+    path = tmp_path / 'trap.pth'
+    with open(path, 'wb') as f:
+        pickle.dump({'state_dict': {}, 'x': Trap()}, f)
+    from mmengine.runner.checkpoint import CheckpointLoader
+    with pytest.raises(Exception):
+        CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    assert not (tmp_path / 'ran').exists()
