@@ -158,3 +158,24 @@ def test_teacher_checkpoint_of_another_architecture(tmp_path):
     msg = str(err.value)
     assert 'bbox_head.retina_cls.weight' in msg or 'neck.' in msg  # missing in the file
     assert 'head.fc.weight' in msg  # unexpected: the classifier's head
+
+
+def test_nested_index_into_head_outputs(tmp_path):
+    """RetinaHead returns (cls_scores per level, bbox_preds per level): a tuple index picks one
+    level of one of them, a list of tuples makes one loss per pick."""
+    cfg = load_cfg('retinanet', tmp_path)
+    cfg.model.distill_losses = dict(
+        head=dict(loss=dict(type='MSE'), student='bbox_head', index=[(0, 0), (1, 4)]),
+        cls2=dict(loss=dict(type='MSE'), student='bbox_head', index=(0, 2)))
+    model = ROOT_MODELS.build(cfg.model)
+    # mmdet's tensor mode calls bbox_head.forward directly (no hooks): the teacher runs in
+    # predict mode, cut right after its head, so no NMS runs
+    assert model.teacher_mode == 'predict'
+    data = batch('retinanet')
+    log = model.train_step(data,
+                           build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.0))))
+    assert {'loss_head_0_0', 'loss_head_1_4', 'loss_cls2'} <= set(log)
+    assert not any('pred_instances' in s for s in data['data_samples'])
+    model.stop_teacher_early = False  # a full predict pass writes results: not into our samples
+    model.train_step(data, build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.0))))
+    assert not any('pred_instances' in s for s in data['data_samples'])

@@ -155,6 +155,7 @@ class Distiller(BaseModel):
         self.teacher_checkpoint = teacher_ckpt
         self.keep_teacher_in_checkpoint = keep_teacher_in_checkpoint
         self.stop_teacher_early = stop_teacher_early
+        self.teacher_mode = 'tensor'  # the dry forward may switch it to 'predict'
         self.dry_run_cfg = dict(input_size=(224, 224), in_channels=None)
         unknown = set(dry_run or {}) - set(self.dry_run_cfg)
         if unknown:
@@ -283,7 +284,9 @@ class Distiller(BaseModel):
             model.eval()
             device = next(iter(model.parameters()), inputs).device
             try:
-                self._dry_forward(role, model, records, inputs.to(device))
+                mode = self._dry_forward(role, model, records, inputs.to(device))
+                if role == 'teacher':
+                    self.teacher_mode = mode
                 shapes[role] = {}
                 for name, d in self._declarations.items():
                     for e in d['entries']:
@@ -295,28 +298,39 @@ class Distiller(BaseModel):
         return shapes
 
     def _dry_forward(self, role, model, records, inputs):
+        """Run ``model`` on ``inputs`` until a forward reaches every recorded module.
+
+        Tried in order: ``mode='tensor'`` without data samples, with one fake sample carrying
+        image metas (two-stage detectors need them), then ``mode='predict'``: mmdet's and
+        mmseg's tensor mode call ``head.forward`` directly, which skips hooks on the head
+        module itself, while their predict mode calls the head. Returns the mode that worked;
+        the teacher runs in it at every step.
+        """
         h, w = inputs.shape[-2:]
         meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0))
         errors = []
-        attempts = (None, [BaseDataElement(metainfo=meta)])
-        for i, samples in enumerate(attempts):
+        fake = [BaseDataElement(metainfo=meta)]
+        for mode, samples in (('tensor', None), ('tensor', fake), ('predict', fake)):
             # No early stop: a full forward sees how often each module runs (call=...).
             with records.recording(stop_early=False):
                 try:
                     with DefaultScope.overwrite_default_scope(model._mmdiffkd_scope):
-                        model(inputs, samples, mode='tensor')
-                    return
+                        model(inputs, samples, mode=mode)
                 except Exception as err:  # noqa: BLE001 - the model's own complaint
-                    errors.append(f'{type(err).__name__}: {err}')
-                    # the last attempt may still have passed every recorded module
-                    if i == len(attempts) - 1 and records.complete():
-                        return
+                    errors.append(f'mode={mode!r}, data_samples='
+                                  f'{"None" if samples is None else "[metas]"}: '
+                                  f'{type(err).__name__}: {err}')
+                    continue
+                if not records.missing():
+                    return mode
+                errors.append(f'mode={mode!r}: ran, but never reached {records.missing()}')
         size = self.dry_run_cfg['input_size']
-        raise RuntimeError(f'The dry forward of the {role} (a {tuple(inputs.shape)} batch, '
-                           f'mode="tensor") did not reach every recorded module. Set '
-                           f'dry_run=dict(input_size=..., in_channels=...) (now {size}) to an '
-                           f'input the model accepts. Errors: {errors}')
+        raise RuntimeError(f'The dry forward of the {role} (a {tuple(inputs.shape)} batch) did '
+                           f'not reach every recorded module. If a model rejects the input, '
+                           f'set dry_run=dict(input_size=..., in_channels=...) (now {size}) to '
+                           f'one it accepts; if a module never runs, record another one. '
+                           f'Attempts: {errors}')
 
     def _input_channels(self):
         mean = getattr(self.data_preprocessor, 'mean', None)
@@ -491,9 +505,9 @@ class Distiller(BaseModel):
         teacher_inputs = self.teacher_inputs(inputs)
         try:
             with torch.no_grad():
-                self.teacher_records.run(
-                    lambda: self.teacher(teacher_inputs, data_samples, mode='tensor'),
-                    stop_early=self.stop_teacher_early)
+                self.teacher_records.run(lambda: self._teacher_forward(teacher_inputs,
+                                                                       data_samples),
+                                         stop_early=self.stop_teacher_early)
             with self.student_records.recording():
                 losses = self.student(inputs, data_samples, mode='loss')
             losses = dict(losses)
@@ -513,6 +527,13 @@ class Distiller(BaseModel):
             self.student_records.clear()
             self.teacher_records.clear()
         return losses
+
+    def _teacher_forward(self, inputs, data_samples):
+        if self.teacher_mode == 'predict' and data_samples is not None:
+            # predict writes its results into the samples: give it metas only, not the
+            # student's samples (and no copy of their ground truth)
+            data_samples = [type(s)(metainfo=s.metainfo) for s in data_samples]
+        return self.teacher(inputs, data_samples, mode=self.teacher_mode)
 
     def _match(self, name, d, e, s, t):
         if not (torch.is_tensor(s) and torch.is_tensor(t)):

@@ -125,6 +125,11 @@ class RecorderSet:
     def complete(self):
         return all(len(self.records.get(k, ())) >= n for k, n in self.needed.items())
 
+    def missing(self):
+        """Recorded modules that did not run at all in the last recording block."""
+        return [f'{path} ({source})' for (path, source) in self.needed
+                if not self.records.get((path, source))]
+
     @contextmanager
     def recording(self, stop_early=False):
         """Record inside the block; records stay readable until the next block or clear()."""
