@@ -115,3 +115,19 @@ def test_prepare_real_debian_files(tmp_path):
     assert np.bincount(labels).tolist() == [6000] * 10  # the official, balanced release
     test_labels = read_idx(osp.join(root, 't10k-labels-idx1-ubyte'))
     assert np.bincount(test_labels).tolist() == [1000] * 10
+
+
+def test_prepare_tool_reports_missing_package(tmp_path, capsys):
+    import importlib.util
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        'prepare_fm', osp.join(repo, 'tools', 'prepare_fashion_mnist.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(['--data-root', str(tmp_path / 'r'), '--source', str(tmp_path)]) == 1
+    assert 'apt-get install dataset-fashion-mnist' in capsys.readouterr().err
+    src = tmp_path / 'src'
+    src.mkdir()
+    _fake_source(str(src))
+    assert tool.main(['--data-root', str(tmp_path / 'r'), '--source', str(src)]) == 0
+    assert 'train-images-idx3-ubyte  (60000, 28, 28)' in capsys.readouterr().out

@@ -40,7 +40,7 @@ LABELS = {'teacher': 'Teacher ResNet-18 w16', 'student': 'Student ResNet-18 w4 a
 
 # Defaults chosen from measured throughput to fit ~20 min on 2 CPU cores (docs/classification.md).
 DEFAULTS = dict(train_size=10000, teacher_epochs=8, student_epochs=8, val_size=None, seed=0,
-                num_workers=1)
+                num_workers=1, threads=1)
 
 
 def parse_args(argv=None):
@@ -58,10 +58,16 @@ def parse_args(argv=None):
     parser.add_argument('--methods', nargs='+', default=list(STUDENTS), choices=list(STUDENTS),
                         help='which students to train')
     parser.add_argument('--num-workers', type=int, default=DEFAULTS['num_workers'])
-    parser.add_argument('--retrain-teacher', action='store_true',
-                        help='ignore the cached teacher checkpoint')
+    parser.add_argument('--threads', type=int, default=DEFAULTS['threads'],
+                        help='torch threads for training. 1 (the default) leaves a core to the '
+                        'data worker, and on a machine busy with other work it is several times '
+                        'faster than 2 (threads spin-wait for each other); 0 = torch\'s default')
+    parser.add_argument('--retrain', action='store_true',
+                        help='ignore cached results (teacher checkpoint and student runs)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        parser.error(f'--threads={args.threads}; valid: an integer >= 0 (0: torch\'s default).')
     for name in ('train_size', 'teacher_epochs', 'student_epochs', 'num_workers'):
         value = getattr(args, name)
         low = 0 if name == 'num_workers' else 1
@@ -170,7 +176,7 @@ def get_teacher(args, progress=True):
                       val_size=args.val_size, num_workers=args.num_workers)
     key = config_hash(cfg)
     path = osp.join(args.work_dir, f'teacher_{key}.pth')
-    if osp.isfile(path) and not args.retrain_teacher:
+    if osp.isfile(path) and not args.retrain:
         meta = torch.load(path, map_location='cpu', weights_only=True)['meta']
         print(f'Reusing the cached teacher {path} (top-1 {meta["top1"]:.2f}).')
         return path, dict(meta, cached=True)
@@ -193,13 +199,25 @@ def train_student(method, args, teacher_path, progress=True):
                       epochs=args.student_epochs, seed=args.seed, val_size=args.val_size,
                       num_workers=args.num_workers,
                       teacher_checkpoint=None if method == 'student' else teacher_path)
+    # A run is cached by its config (which names the teacher checkpoint, itself keyed by the
+    # teacher's config): re-running prints the table without training again.
+    path = osp.join(args.work_dir, f'{method}_{config_hash(cfg)}.json')
+    if osp.isfile(path) and not args.retrain:
+        with open(path) as f:
+            result = json.load(f)
+        print(f'Reusing the cached {method} run {path} (top-1 {result["top1"]:.2f}).')
+        return dict(result, cached=True)
     runner, curve, seconds = train(cfg, method, progress)
     model = runner.model
     student = model.student if hasattr(model, 'student') else model
-    return dict(top1=curve[-1][1], curve=[list(p) for p in curve], seconds=seconds,
-                cpu_seconds=runner.cpu_seconds, params=sum(p.numel() for p in student.parameters()),
-                extra_params=sum(p.numel() for p in model.parameters())
-                - sum(p.numel() for p in student.parameters()))
+    n_student = sum(p.numel() for p in student.parameters())
+    result = dict(top1=curve[-1][1], curve=[list(p) for p in curve], seconds=seconds,
+                  cpu_seconds=runner.cpu_seconds, params=n_student,
+                  extra_params=sum(p.numel() for p in model.parameters()) - n_student)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(result, f)
+    os.replace(path + '.tmp', path)
+    return dict(result, cached=False)
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -278,7 +296,8 @@ def results_path(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     results = run(args, progress=not args.no_progress)
     print()
