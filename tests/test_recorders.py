@@ -111,3 +111,15 @@ def test_select_on_plain_tensor():
     assert select(t, None) is t
     with pytest.raises(IndexError):
         select(3.0, 1)
+
+
+def test_in_place_change_after_record_is_an_error():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(inplace=True))
+    rec = RecorderSet(net)
+    rec.add('1')  # BatchNorm output, then overwritten by the in-place ReLU
+    rec.add('2')
+    with rec.recording():
+        net(torch.randn(2, 3, 4, 4))
+    with pytest.raises(RuntimeError, match='changed in place'):
+        rec.get('1')
+    assert (rec.get('2') >= 0).all()

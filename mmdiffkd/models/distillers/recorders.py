@@ -12,6 +12,7 @@ never grow over a long run.
 import difflib
 from contextlib import contextmanager
 
+import torch
 import torch.nn as nn
 
 SOURCES = ('output', 'input')
@@ -62,6 +63,18 @@ def select(value, index, where=''):
     return value
 
 
+def _tensor_versions(value):
+    """``{id(tensor): tensor._version}`` of every tensor in a (nested) output."""
+    if torch.is_tensor(value):
+        return {id(value): value._version}
+    out = {}
+    items = value.values() if isinstance(value, dict) else \
+        value if isinstance(value, (list, tuple)) else ()
+    for v in items:
+        out.update(_tensor_versions(v))
+    return out
+
+
 class _ModuleRecorder:
     """The hook on one module: a list of what it saw in each call of the current step."""
 
@@ -82,6 +95,7 @@ class _ModuleRecorder:
             return
         calls = store.records.setdefault(self.key, [])
         calls.append(value)
+        store.versions[(self.key, len(calls) - 1)] = _tensor_versions(value)
         if store.stop_when_complete and store.complete():
             raise StopForward
 
@@ -99,6 +113,7 @@ class RecorderSet:
         self.model = model
         self.role = role
         self.records = {}
+        self.versions = {}  # (key, call) -> {id(tensor): version when recorded}
         self.needed = {}  # key -> number of calls needed before the forward may stop
         self.active = False
         self.stop_when_complete = False
@@ -133,7 +148,7 @@ class RecorderSet:
     @contextmanager
     def recording(self, stop_early=False):
         """Record inside the block; records stay readable until the next block or clear()."""
-        self.records.clear()
+        self.clear()
         self.active = True
         self.stop_when_complete = stop_early
         try:
@@ -167,10 +182,20 @@ class RecorderSet:
         if not -len(calls) <= call < len(calls):
             raise IndexError(f'call={call} of {where}, but it ran {len(calls)} times; valid: '
                              f'[0, {len(calls)}).')
-        return select(calls[call], index, where)
+        value = select(calls[call], index, where)
+        if torch.is_tensor(value):
+            recorded = self.versions.get((key, call % len(calls)), {}).get(id(value))
+            if recorded is not None and value._version != recorded:
+                raise RuntimeError(
+                    f'The {where} record was changed in place after it was recorded (an '
+                    'in-place op such as ReLU(inplace=True) or "+=" follows the module), so it '
+                    'no longer holds what the module returned. Record the module after that op '
+                    '(e.g. the block, or the activation), not the one before it.')
+        return value
 
     def clear(self):
         self.records.clear()
+        self.versions.clear()
 
     def remove(self):
         """Remove every hook (also done when the distiller is garbage-collected)."""
