@@ -142,6 +142,26 @@ def test_cache_reused_and_other_settings_refused(tiny, tmp_path):
     assert (foreign / 'mine.txt').exists()
 
 
+def test_set_finished_meanwhile_by_another_process_is_reused(tmp_path, monkeypatch):
+    # Simulate a second rank that finishes the same set while this run is still generating.
+    out = str(tmp_path / 'raced')
+    small = SceneSettings(**{**TINY.to_dict(), 'num_train': 2, 'num_val': 1})
+    real_load = scenes.load_textures
+    calls = []
+
+    def load_and_race(names):
+        if not calls:
+            calls.append(1)
+            assert not generate_scenes(out, small)['reused']  # the "other rank"
+        return real_load(names)
+
+    monkeypatch.setattr(scenes, 'load_textures', load_and_race)
+    assert not osp.exists(out)
+    result = generate_scenes(out, small)
+    assert result['reused'] and calls == [1]
+    assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
+
+
 def test_item_masks_are_solid_at_every_scale():
     from scipy.ndimage import binary_fill_holes
     items, labels = scenes.load_items('val')

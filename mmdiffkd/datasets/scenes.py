@@ -334,10 +334,24 @@ def generate_scenes(out, settings=None, fashion_mnist_root=FASHION_MNIST_ROOT, f
                            settings=settings.to_dict(), counts=counts,
                            classes=list(FASHION_MNIST_CLASSES),
                            seg_classes=list(SEG_CLASSES)), f, sort_keys=True, indent=1)
-        if osp.exists(out):
+        # Another process (e.g. a second rank) may have finished the same set meanwhile.
+        done = read_manifest(out)
+        if done is not None and done.get('key') == key:
+            return dict(out=out, key=key, reused=True, seconds=0.0, counts=done['counts'])
+        if done is not None:
+            if not force:
+                raise FileExistsError(f'{out} was filled with other settings (key '
+                                      f'{done.get("key")}) while this run worked; pass force=True '
+                                      'to replace it, or choose another --out.')
             shutil.rmtree(out)
         os.makedirs(osp.dirname(out), exist_ok=True)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # `out` appeared (non-empty) since the check above
+            done = read_manifest(out)
+            if done is None or done.get('key') != key:
+                raise
+            return dict(out=out, key=key, reused=True, seconds=0.0, counts=done['counts'])
     finally:
         if osp.exists(tmp):
             shutil.rmtree(tmp)
