@@ -1,4 +1,4 @@
-"""The texture-scenes generator: annotations agree with pixels, outputs are deterministic, cached."""
+"""Texture-scenes generator: annotations agree with pixels; outputs deterministic and cached."""
 import hashlib
 import json
 import os
