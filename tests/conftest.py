@@ -5,9 +5,11 @@
   measured under load by the tools tests).
 - MMEngine keeps global state between tests: every Runner registers a ``DefaultScope`` instance
   and ``Registry.build`` resolves bare names in the latest one. Scope instances a test creates
-  are dropped after it (those of module-scoped fixtures stay for their module's tests), so tests
+  are dropped after it, and those of module-scoped fixtures after their module, so tests
   should still write scope-qualified types (``'mmdiffkd.DiffKD'``) when they build directly.
 """
+import contextlib
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -15,9 +17,23 @@ from mmengine.registry import DefaultScope
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _drop_new_default_scopes():
+@contextlib.contextmanager
+def _restored_default_scopes():
     before = dict(DefaultScope._instance_dict)
-    yield
-    DefaultScope._instance_dict.clear()
-    DefaultScope._instance_dict.update(before)
+    try:
+        yield
+    finally:
+        DefaultScope._instance_dict.clear()
+        DefaultScope._instance_dict.update(before)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _drop_module_scopes():
+    with _restored_default_scopes():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_scopes():
+    with _restored_default_scopes():
+        yield

@@ -77,3 +77,19 @@ def test_batch_one_through_the_distiller(teacher_ckpt):
     losses = model(**data, mode='loss')
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_kernel_size_follows_the_record_unless_given(teacher_ckpt):
+    """The distiller asks DiffKD.config_from_records: kernel 1 for (N, C) logits, 3 for maps."""
+    def built(**feat_loss):
+        losses = dict(feat=dict(loss=dict(type='DiffKD', **feat_loss), student='stage2',
+                                teacher='stage2'),
+                      logits=dict(loss=dict(type='DiffKD'), student='fc', teacher='fc'))
+        return MODELS.build(dict(type='mmdiffkd.Distiller', student=toy_model(8),
+                                 teacher=dict(config=toy_model(16), checkpoint=teacher_ckpt),
+                                 distill_losses=losses, dry_run=dict(input_size=(16, 16))))
+
+    model = built()
+    assert model.distill_losses.feat.kernel_size == 3
+    assert model.distill_losses.logits.kernel_size == 1
+    assert built(kernel_size=1).distill_losses.feat.kernel_size == 1  # explicit value wins

@@ -150,6 +150,11 @@ class DiffKD(nn.Module):
         """1 for (B, C) logits, 3 for maps and tokens: what a builder should pass."""
         return 1 if feature.dim() == 2 else 3
 
+    @classmethod
+    def config_from_records(cls, student: Tensor, teacher: Tensor) -> dict:
+        """Defaults the distiller fills from the recorded features (a config's value wins)."""
+        return dict(kernel_size=cls.default_kernel_size(student))
+
     # ----------------------------------------------------------------------------- layouts
     @staticmethod
     def _check_hw(hw) -> Optional[Tuple[int, int]]:

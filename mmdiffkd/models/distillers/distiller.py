@@ -359,6 +359,12 @@ class Distiller(BaseModel):
                                                       else '') for r in ('student', 'teacher')}
                 self._check_spatial(name, d['resize'], s, t, where)
                 cfg = ConfigDict(loss_cfg)
+                # A loss may derive more defaults from the records (DiffKD: kernel 1 for
+                # (N, C) logits, 3 for maps); values the config gives win.
+                from_records = getattr(loss_cls, 'config_from_records', None)
+                if from_records is not None:
+                    for key, value in from_records(s, t).items():
+                        cfg.setdefault(key, value)
                 for role, x in (('student', s), ('teacher', t)):
                     if not takes[role]:
                         continue
