@@ -28,7 +28,6 @@ test_evaluator = dict(type='ToolsToyAccuracy')
 test_cfg = dict()
 '''
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='module')

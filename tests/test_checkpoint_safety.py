@@ -24,7 +24,6 @@ from mmdiffkd.engine import (CheckpointMismatchError, UnsafeCheckpointError,  # 
                              mmengine_checkpoint_globals)
 from mmdiffkd.engine.checkpoint import load_from_http_safe, load_from_local_safe  # noqa: E402
 
-torch.set_num_threads(1)  # 2 shared cores: more threads only contend
 
 
 class TouchOnLoad:

@@ -7,15 +7,6 @@ import torch
 from mmdiffkd.models.diffkd import DDIMScheduler
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def alpha_bar(t, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02):
     """prod_{s<=t} (1 - beta_s), linear betas, in float64 Python arithmetic."""
     step = (beta_end - beta_start) / (num_train_timesteps - 1)

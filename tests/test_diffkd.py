@@ -10,15 +10,6 @@ from mmdiffkd.models.diffkd import BatchNorm2d, DiffKD
 from mmdiffkd.registry import MODELS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _draws(b, c, h, w, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return dict(noise=torch.randn(b, c, h, w, generator=gen),

@@ -33,15 +33,6 @@ REFERENCE_LAYOUT = {
 SUFFIX = r'\.(weight|bias|running_mean|running_var|num_batches_tracked)'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_golden_dir_has_files():
     if 'MMDIFFKD_GOLDEN_DIR' not in os.environ and not DEFAULT_DIR.is_dir():
         pytest.skip(f'no reference files at {DEFAULT_DIR} (set MMDIFFKD_GOLDEN_DIR)')

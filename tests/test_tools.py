@@ -120,7 +120,6 @@ def load_tool(name):
     return module
 
 
-torch.set_num_threads(1)  # 2 shared cores: more threads only contend
 
 
 @pytest.fixture(scope='module')
