@@ -137,7 +137,9 @@ def make_progress_hook(desc, enabled=True):
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
             self.bar.update(1)
             if outputs and runner.iter % 10 == 0:
-                self.postfix['loss'] = f'{float(outputs["loss"]):.3f}'
+                loss = outputs['loss']
+                loss = loss.detach() if torch.is_tensor(loss) else loss
+                self.postfix['loss'] = f'{float(loss):.3f}'
                 self.bar.set_postfix(self.postfix, refresh=False)
 
         def after_val_epoch(self, runner, metrics=None):
