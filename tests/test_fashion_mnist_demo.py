@@ -76,6 +76,12 @@ def test_teacher_and_diffkd_student_train_and_cache(demo, tmp_path, data_root):
         demo.config_hash(demo.load_config(
             demo.TEACHER, work_dir='a', data_root='b', train_size=256, epochs=1, seed=0))
 
+    # Student runs are cached too (the table can be printed again without training).
+    first = demo.train_student('student', args, path, progress=False)
+    second = demo.train_student('student', args, path, progress=False)
+    assert not first['cached'] and second['cached'] and second['top1'] == first['top1']
+    assert first['params'] * 10 < teacher['params']
+
     cfg = demo.load_config(demo.STUDENTS['diffkd'], work_dir=str(tmp_path / 'diffkd'),
                            data_root=data_root, train_size=256, epochs=1, seed=0, val_size=200,
                            num_workers=0, teacher_checkpoint=path)
