@@ -184,8 +184,8 @@ def get_teacher(args, progress=True):
         return path, dict(meta, cached=True)
     runner, curve, seconds = train(cfg, 'teacher', progress)
     meta = dict(top1=curve[-1][1], curve=[list(p) for p in curve], seconds=seconds,
-                cpu_seconds=runner.cpu_seconds, config=TEACHER, config_hash=key, train_size=args.train_size,
-                epochs=args.teacher_epochs, seed=args.teacher_seed,
+                cpu_seconds=runner.cpu_seconds, config=TEACHER, config_hash=key,
+                train_size=args.train_size, epochs=args.teacher_epochs, seed=args.teacher_seed,
                 params=sum(p.numel() for p in runner.model.parameters()))
     os.makedirs(args.work_dir, exist_ok=True)
     tmp = path + '.tmp'

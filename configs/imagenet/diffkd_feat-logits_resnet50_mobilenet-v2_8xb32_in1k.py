@@ -5,7 +5,8 @@
 # mmpretrain's own MobileNetV2 schedule. Numbers are therefore not comparable to the paper's.
 # DiffKD on the last feature stage (student `backbone.conv2`, 1280 channels, 7x7; teacher
 # `layer4`, 2048 channels, 7x7) through a 1024-channel autoencoder, and on the logits.
-#   bash tools/dist_train.sh configs/imagenet/diffkd_feat-logits_resnet50_mobilenet-v2_8xb32_in1k.py 8
+#   bash tools/dist_train.sh \
+#       configs/imagenet/diffkd_feat-logits_resnet50_mobilenet-v2_8xb32_in1k.py 8
 _base_ = ['mmpretrain::mobilenet_v2/mobilenet-v2_8xb32_in1k.py']
 
 model = dict(
