@@ -189,7 +189,8 @@ def runner_checkpoint(tmp_path_factory):
         param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, end=2)],
         train_cfg=dict(by_epoch=False, max_iters=3),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False)),
-        randomness=dict(seed=0), default_scope='mmengine')
+        randomness=dict(seed=0), default_scope='mmengine',
+        experiment_name='checkpoint_safety')
     runner.train()
     return work_dir / 'iter_3.pth'
 

@@ -34,7 +34,9 @@ SUFFIX = r'\.(weight|bias|running_mean|running_var|num_batches_tracked)'
 
 
 def test_golden_dir_has_files():
-    if 'MMDIFFKD_GOLDEN_DIR' not in os.environ and not DEFAULT_DIR.is_dir():
+    # Outside CI a checkout may lack ../shared; in CI (CI=true) the files must be there.
+    if ('MMDIFFKD_GOLDEN_DIR' not in os.environ and not DEFAULT_DIR.is_dir()
+            and os.environ.get('CI', '').lower() != 'true'):
         pytest.skip(f'no reference files at {DEFAULT_DIR} (set MMDIFFKD_GOLDEN_DIR)')
     assert FILES, f'no *.pt reference files in {GOLDEN_DIR}'
 
