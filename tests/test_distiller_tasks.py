@@ -179,3 +179,27 @@ def test_nested_index_into_head_outputs(tmp_path):
     model.stop_teacher_early = False  # a full predict pass writes results: not into our samples
     model.train_step(data, build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.0))))
     assert not any('pred_instances' in s for s in data['data_samples'])
+
+
+def test_top_level_data_preprocessor_goes_to_the_student_and_teacher_config(tmp_path):
+    """mmpretrain experiments keep mean/std in a top-level ``data_preprocessor`` (no type),
+    which MMEngine's Runner injects into ``model``: the student must get it, and a teacher
+    given as an experiment config gets its own, as in their own experiments."""
+    from mmengine.config import Config
+
+    from mmdiffkd.registry import MODELS
+    student_exp = Config.fromfile(osp.join(CONFIG_DIR, 'cls', 'tiny_resnet18.py'))
+    student = student_exp.model.copy()
+    student.pop('data_preprocessor')
+    teacher_exp = Config.fromfile(osp.join(CONFIG_DIR, 'cls', 'tiny_resnet18_wide.py'))
+    teacher_exp.data_preprocessor = teacher_exp.model.pop('data_preprocessor')
+    teacher_exp.data_preprocessor.pop('type')
+    teacher_exp.data_preprocessor.mean = [1.0, 2.0, 3.0]
+    model = MODELS.build(dict(
+        type='mmdiffkd.Distiller', student=student,
+        teacher=dict(config=teacher_exp.to_dict(), allow_untrained=True, checkpoint=None),
+        data_preprocessor=dict(num_classes=4, mean=[10.0, 20.0, 30.0], std=[1.0, 2.0, 3.0]),
+        dry_run=dict(input_size=(32, 32))))
+    assert model.data_preprocessor is model.student.data_preprocessor
+    assert model.student.data_preprocessor.mean.flatten().tolist() == [10.0, 20.0, 30.0]
+    assert model.teacher.data_preprocessor.mean.flatten().tolist() == [1.0, 2.0, 3.0]

@@ -26,6 +26,8 @@ IMAGENET = sorted(glob.glob(osp.join(REPO, 'configs', 'imagenet', '*.py')))
 def _build(cfg):
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model_cfg = cfg.model
+    if cfg.get('data_preprocessor') is not None:  # what MMEngine's Runner does
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     if model_cfg.get('type') == 'mmdiffkd.Distiller':
         model_cfg.teacher = dict(config=model_cfg.teacher.config, checkpoint=None,
                                  allow_untrained=True)
@@ -112,3 +114,6 @@ def test_imagenet_paper_configs_train_one_step(path):
                  'loss_logits_distill', 'loss_logits_diffusion'):
         assert part in losses, (part, sorted(losses))
     assert any(k.startswith('student.') for k in changed)
+    # mmpretrain keeps ImageNet's mean/std in the top-level data_preprocessor: both models use it
+    for member in (model.student, model.teacher):
+        assert member.data_preprocessor.mean.flatten()[0].item() == pytest.approx(123.675)

@@ -12,7 +12,6 @@ model = dict(
     type='mmdiffkd.Distiller',
     student={{_base_.model}},
     teacher=dict(config=teacher_config, checkpoint=teacher_checkpoint),
-    data_preprocessor=None,  # the student's (not the top-level dict the Runner would inject)
     dry_run=dict(input_size=(28, 28), in_channels=1),
     distill_losses=dict(
         logits=dict(loss=dict(type='KD', tau=4.0), student='head.fc', teacher='head.fc',

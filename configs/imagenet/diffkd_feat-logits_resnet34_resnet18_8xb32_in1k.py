@@ -17,7 +17,6 @@ model = dict(
         config='mmpretrain::resnet/resnet34_8xb32_in1k.py',
         checkpoint='https://download.openmmlab.com/mmclassification/v0/resnet/'
         'resnet34_8xb32_in1k_20210831-f257d4e6.pth'),
-    data_preprocessor=None,  # the student's (not the top-level dict the Runner would inject)
     dry_run=dict(input_size=(224, 224), in_channels=3),
     distill_losses=dict(
         feat=dict(loss=dict(type='DiffKD', kernel_size=3, use_ae=True, ae_channels=1024,

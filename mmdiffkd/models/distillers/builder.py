@@ -60,21 +60,26 @@ def load_model_spec(spec, role):
         return ConfigDict(spec), None, {}
     config = spec.pop('config')
     scope = None
+    experiment = None
     if isinstance(config, str):
-        cfg = Config.fromfile(resolve_config_path(config))
-        scope = cfg.get('default_scope', None)
-        if 'model' not in cfg:
+        experiment = Config.fromfile(resolve_config_path(config))
+        if 'model' not in experiment:
             raise KeyError(f'{role} config {config!r} has no "model" entry.')
-        model_cfg = cfg.model
     elif isinstance(config, (dict, Config)):
         if 'model' in config and 'type' not in config:   # a whole experiment config
-            scope = config.get('default_scope', None)
-            model_cfg = config['model']
+            experiment = config
         else:
-            model_cfg = config
+            model_cfg = ConfigDict(config)
     else:
         raise TypeError(f'{role}.config must be a dict or a path, got {type(config).__name__}.')
-    return ConfigDict(model_cfg), scope, spec
+    if experiment is not None:
+        scope = experiment.get('default_scope', None)
+        model_cfg = ConfigDict(experiment['model'])
+        # As MMEngine's Runner does: an experiment's top-level data_preprocessor (mmpretrain
+        # configs keep mean/std there) belongs to its model.
+        if experiment.get('data_preprocessor') is not None:
+            model_cfg.setdefault('data_preprocessor', ConfigDict(experiment['data_preprocessor']))
+    return model_cfg, scope, spec
 
 
 def _registered_in(scope, type_name):

@@ -128,6 +128,8 @@ class Distiller(BaseModel):
         dry_run (dict): ``input_size=(H, W)`` and ``in_channels`` of the fake batch used at
             build time to infer channel counts and check spatial shapes.
         data_preprocessor (dict, optional): defaults to the student's own, run once per batch.
+            A dict without ``type`` (the experiment's top-level one, which MMEngine's Runner
+            injects) is given to the student model dict, as the student's own experiment would.
     """
 
     def __init__(self,
@@ -140,6 +142,12 @@ class Distiller(BaseModel):
                  dry_run=None,
                  data_preprocessor=None,
                  init_cfg=None):
+        if isinstance(data_preprocessor, dict) and 'type' not in data_preprocessor:
+            # MMEngine's Runner puts the experiment's top-level data_preprocessor (no type:
+            # the task model fills it in; mmpretrain keeps mean/std there) into `model`, i.e.
+            # here. It is the student's, as in the student's own experiment.
+            student = self._with_preprocessor(student, data_preprocessor)
+            data_preprocessor = None
         student_model, student_ckpt = self._build_member(student, 'student')
         teacher_model, teacher_ckpt = self._build_member(teacher, 'teacher')
         if data_preprocessor is None:
@@ -181,6 +189,14 @@ class Distiller(BaseModel):
         self.register_load_state_dict_pre_hook(_teacher_load_hook)
 
     # ---- building ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _with_preprocessor(spec, data_preprocessor):
+        """``spec`` with ``data_preprocessor`` as its default (model dicts only)."""
+        if isinstance(spec, dict) and 'type' in spec and 'config' not in spec:
+            spec = copy.deepcopy(spec)
+            spec.setdefault('data_preprocessor', copy.deepcopy(data_preprocessor))
+        return spec
 
     @staticmethod
     def _build_member(spec, role):
