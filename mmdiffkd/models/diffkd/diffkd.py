@@ -32,6 +32,16 @@ def _float(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def _noise_like(x: Tensor, noise: Optional[Tensor], generator, name: str, what: str) -> Tensor:
+    """Injected ``noise`` checked against ``x`` and moved to its device, else a fresh N(0, I)."""
+    if noise is None:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=_float(x).dtype)
+    if noise.shape != x.shape:
+        raise ValueError(f'DiffKD: {name} has shape {tuple(noise.shape)}; the {what} needs '
+                         f'{tuple(x.shape)}.')
+    return noise.to(x.device)
+
+
 @MODELS.register_module()
 class DiffKD(nn.Module):
     """Distil a student feature into a teacher feature through a diffusion denoiser.
@@ -236,14 +246,7 @@ class DiffKD(nn.Module):
         """Denoise an aligned student map (B, C, H, W); returns (refined, gamma)."""
         # gamma in (0, 1) per sample: how much of the student survives in the start point
         gamma = self.noise_adapter(student)
-        if noise is None:
-            noise = torch.randn(student.shape, generator=generator, device=student.device,
-                                dtype=_float(student).dtype)
-        elif noise.shape != student.shape:
-            raise ValueError(f'DiffKD: noise has shape {tuple(noise.shape)}; the aligned '
-                             f'student map needs {tuple(student.shape)}.')
-        else:
-            noise = noise.to(student.device)
+        noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
         g = gamma.view(-1, 1, 1, 1)
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
         x = g * student + (1 - g) * noise
@@ -258,14 +261,7 @@ class DiffKD(nn.Module):
                        generator: Optional[torch.Generator] = None) -> Tensor:
         """|| eps_theta(sqrt(a_t) x_0 + sqrt(1 - a_t) eps, t) - eps ||^2, t ~ U{0..T-1}."""
         b = target.shape[0]
-        if noise is None:
-            noise = torch.randn(target.shape, generator=generator, device=target.device,
-                                dtype=_float(target).dtype)
-        elif noise.shape != target.shape:
-            raise ValueError(f'DiffKD: diffusion_noise has shape {tuple(noise.shape)}; the '
-                             f'target map needs {tuple(target.shape)}.')
-        else:
-            noise = noise.to(target.device)
+        noise = _noise_like(target, noise, generator, 'diffusion_noise', 'target map')
         num_t = self.scheduler.num_train_timesteps
         if timesteps is None:
             timesteps = torch.randint(0, num_t, (b,), generator=generator, device=target.device)
