@@ -66,7 +66,7 @@ EOF
 WHEEL_DIR=$CACHE/wheels/$TORCH_TAG
 wheel=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$wheel" ]; then
-    log "building mmcv $MMCV_VERSION with ops for $TORCH_TAG (about 20-25 min on 2 cores, once per machine)"
+    log "building mmcv $MMCV_VERSION with ops for $TORCH_TAG (20-40 min on 2 cores, once per machine)"
     build=$(mktemp -d)
     pipq download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$build"
     tar -xzf "$build/mmcv-$MMCV_VERSION.tar.gz" -C "$build"
