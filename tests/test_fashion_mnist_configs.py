@@ -58,7 +58,8 @@ def _one_step(cfg, batch):
 
 def test_fashion_mnist_configs_found():
     names = {osp.basename(p).split('_')[0] for p in FM_DISTILL}
-    assert names == {'kd', 'dist', 'diffkd'}
+    assert names == {'kd', 'dist', 'dkd', 'fitnets', 'cwd', 'vkd', 'rtk', 'aekt', 'diffkd',
+                     'diffkd-kd', 'diffkd-dist'}
 
 
 @pytest.mark.parametrize('path', [TEACHER, STUDENT])

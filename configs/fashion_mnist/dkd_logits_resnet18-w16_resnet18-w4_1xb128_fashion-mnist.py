@@ -1,0 +1,12 @@
+# DKD (Zhao et al., CVPR 2022): target (TCKD) and non-target (NCKD) KL terms of the logits,
+# decoupled, with mdistiller's CIFAR-100 defaults alpha = 1, beta = 8, tau = 4. The authors ramp
+# the loss up over the first 20 of 240 CIFAR epochs; the same fraction of 30 epochs is 2.5 epochs
+# of 469 iterations = 1172 iterations. Teacher checkpoint: see the KD config.
+_base_ = ['./kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
+
+model = dict(
+    distill_losses=dict(
+        _delete_=True,
+        logits=dict(loss=dict(type='DKD', alpha=1.0, beta=8.0, tau=4.0, warmup_iters=1172),
+                    student='head.fc', teacher='head.fc', weight=1.0)),
+)

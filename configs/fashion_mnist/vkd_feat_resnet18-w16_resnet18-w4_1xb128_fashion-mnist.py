@@ -1,0 +1,12 @@
+# VkD (Miles et al., CVPR 2024), classification variant: the pooled pre-logit features (`neck`,
+# global average pooling, a 1-tuple: index 0) of student (32) and teacher (128), an orthogonal
+# projection 32 -> 128, the teacher's feature layer-normalised per sample, smooth-L1, weight 1.
+# Teacher checkpoint: see the KD config.
+_base_ = ['./kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
+
+model = dict(
+    distill_losses=dict(
+        _delete_=True,
+        feat=dict(loss=dict(type='VkD', normalize='sample'), student='neck', teacher='neck',
+                  index=0, weight=1.0)),
+)
