@@ -8,11 +8,9 @@ A distiller predicts with its student, so the task's metrics are the student's. 
 is loaded with ``torch.load(weights_only=True)``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -22,7 +20,8 @@ import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401
 import mmdiffkd.models  # noqa: E402,F401
 from mmdiffkd.engine import extract_state_dict, load_checkpoint_file  # noqa: E402
-from mmdiffkd.engine.launch import LAUNCHERS, prepare_launch  # noqa: E402
+from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
+                                    parse_common_args, prepare_launch)
 
 # visualization hook -> (switch, output dir argument) in mmdet / mmseg / mmpretrain
 VIS_HOOKS = {
@@ -41,14 +40,8 @@ def parse_args(argv=None):
                                       '(MMEngine DumpResults)')
     parser.add_argument('--show-dir', help='save images with predictions drawn on them here '
                                            '(relative to the work dir\'s timestamp folder)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser, argv)
 
 
 def enable_show_dir(cfg, show_dir):
@@ -94,13 +87,7 @@ def check_checkpoint_kind(cfg, checkpoint):
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
     check_checkpoint_kind(cfg, args.checkpoint)

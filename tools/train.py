@@ -9,11 +9,9 @@ Importing mmdiffkd registers its models, losses and hooks, and makes every check
 ``torch.load(weights_only=True)`` with the allow-list MMEngine's own checkpoints need.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -22,7 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import mmdiffkd  # noqa: E402,F401  (version check)
 import mmdiffkd.engine  # noqa: E402  (safe checkpoint loading, hooks, CPU DDP wrapper)
 import mmdiffkd.models  # noqa: E402,F401  (Distiller and losses)
-from mmdiffkd.engine.launch import LAUNCHERS, prepare_launch, setup_amp  # noqa: E402
+from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
+                                    parse_common_args, prepare_launch, setup_amp)
 
 
 def parse_args(argv=None):
@@ -35,26 +34,12 @@ def parse_args(argv=None):
                              'checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (AmpOptimWrapper; needs a GPU)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (e.g. '
-                             'train_cfg.max_iters=100 "model.distill_losses.fpn.weight=2.0")')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser, argv)
 
 
 def build_cfg(args):
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         setup_amp(cfg)
     if args.resume == 'auto':

@@ -7,12 +7,44 @@ CUDA (CPU-only CI, laptops) we switch to what works there: the gloo backend, the
 """
 import datetime
 import os
+import os.path as osp
 
 import torch
 import torch.distributed as torch_dist
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def add_common_args(parser):
+    """``--cfg-options``, ``--launcher`` and the local rank torch's launchers pass."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (e.g. '
+                             'train_cfg.max_iters=100 "model.distill_losses.fpn.weight=2.0")')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_common_args(parser, argv=None):
+    """Parse, exporting the local rank as ``LOCAL_RANK`` when the launcher did not."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def load_config(path, cfg_options=None, work_dir=None):
+    """The config at ``path`` with overrides; work dir defaults to ./work_dirs/<config name>."""
+    cfg = Config.fromfile(path)
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    return cfg
 
 
 def prepare_launch(cfg, launcher='none', cuda_available=None):
