@@ -1,0 +1,41 @@
+# Teacher for the segmentation demo: DeepLabV3, ResNet-50 (ResNetV1c), trained from scratch (no
+# weights can be downloaded) on the texture scenes (11 classes, 0 background, 128 px crops).
+# Sized for 2 CPU cores: output stride 16 (only the last stage dilated, `d16`) instead of
+# mmseg's 8, no auxiliary head, 1000 iterations.
+#   python tools/make_scenes.py --out data/scenes
+#   bash tools/dist_train.sh configs/scenes/deeplabv3_r50-d16_1xb8-1k_scenes.py 1
+_base_ = [
+    'mmseg::_base_/models/deeplabv3_r50-d8.py',
+    './_base_/scenes_segmentation.py',
+    'mmseg::_base_/default_runtime.py',
+]
+
+# Per-process BN rather than mmseg's SyncBN default: it runs the same in one CPU process and in
+# CPU (gloo) launches. On GPUs, `sync_bn = 'torch'` in a derived config synchronises it.
+norm_cfg = dict(type='BN', requires_grad=True)
+# Top level as in mmseg's own configs: the Runner hands it to whatever model is built (the
+# distiller too, which must pad batches to the same size).
+data_preprocessor = dict(size=(128, 128))  # = crop_size of the data config
+model = dict(
+    data_preprocessor=data_preprocessor,
+    pretrained=None,
+    backbone=dict(norm_cfg=norm_cfg, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)),
+    decode_head=dict(num_classes=11, channels=256, norm_cfg=norm_cfg),
+    auxiliary_head=None)
+
+optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+max_iters = 1000
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [
+    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)
+]
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
