@@ -1,0 +1,199 @@
+"""Scenes benchmark: teacher, student alone and distilled students on the texture scenes.
+
+    python tools/make_scenes.py --out data/scenes                 # once (about 2 min)
+    python benchmarks/bench_scenes.py --task det                  # RetinaNet: bbox mAP
+    python benchmarks/bench_scenes.py --task seg                  # DeepLabV3: mIoU
+    python benchmarks/bench_scenes.py --task det --runs student diffkd --seeds 0 1
+
+Each run is ``tools/train.py CONFIG --work-dir work_dirs/bench_scenes/<task>/<run>_seed<s>``
+with ``randomness.seed=<s>``; distilled runs take the teacher of the same seed directory
+(``teacher_seed<teacher-seed>``). A finished run leaves ``result.json`` in its work dir and is
+reused, so the command can be stopped and started again. Not a CI test: on the 2-core CPU
+machine a detection run takes 20-60 min, a segmentation run 10-40 min.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs', 'scenes')
+
+TASKS = {
+    'det': dict(
+        metric='coco/bbox_mAP', extra=('coco/bbox_mAP_50', 'coco/bbox_mAP_s'), scale=100.0,
+        runs={
+            'teacher': 'retinanet_r50_fpn_1xb8-6e_scenes.py',
+            'student': 'retinanet_r18_fpn_1xb8-6e_scenes.py',
+            'diffkd': 'diffkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+            'pkd': 'pkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+        },
+        labels={'teacher': 'RetinaNet R-50 (teacher)', 'student': 'RetinaNet R-18 alone',
+                'diffkd': 'R-18 + DiffKD (5 FPN levels)', 'pkd': 'R-18 + PKD (5 FPN levels)'}),
+    'seg': dict(
+        metric='mIoU', extra=('aAcc',), scale=1.0,
+        runs={
+            'teacher': 'deeplabv3_r50-d16_1xb8-1k_scenes.py',
+            'student': 'deeplabv3_r18-d16_1xb8-1k_scenes.py',
+            'cwd': 'cwd_logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
+            'diffkd': 'diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
+        },
+        labels={'teacher': 'DeepLabV3 R-50-d16 (teacher)', 'student': 'DeepLabV3 R-18-d16 alone',
+                'cwd': 'R-18 + CWD (logits)', 'diffkd': 'R-18 + DiffKD (layer4 + logits)'}),
+}
+
+
+def last_scalars(work_dir, key):
+    """The last logged line of ``vis_data/scalars.json`` that has ``key`` (the final val)."""
+    found = None
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line)
+                if key in row:
+                    found = row
+    return found
+
+
+def last_checkpoint(work_dir):
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.exists(path):
+        raise FileNotFoundError(f'no checkpoint in {work_dir}: train the teacher first '
+                                f'(--runs teacher).')
+    with open(path) as f:
+        return f.read().strip()
+
+
+def run_one(task, run, seed, args):
+    spec = TASKS[task]
+    work_dir = osp.join(args.work_root, task, f'{run}_seed{seed}')
+    result_file = osp.join(work_dir, 'result.json')
+    if osp.exists(result_file) and not args.force:
+        with open(result_file) as f:
+            return json.load(f)
+    config = osp.join(CONFIGS, spec['runs'][run])
+    if not osp.exists(config):
+        raise FileNotFoundError(f'{config} does not exist; runs of {task}: '
+                                f'{sorted(spec["runs"])}')
+    os.makedirs(work_dir, exist_ok=True)
+    finished = collect(work_dir, spec, run, seed, config)
+    if finished is not None and not args.force:
+        return finished
+    options = [f'randomness.seed={seed}']
+    if run not in ('teacher', 'student'):
+        teacher_dir = osp.join(args.work_root, task, f'teacher_seed{args.teacher_seed}')
+        options.append(f'model.teacher.checkpoint={last_checkpoint(teacher_dir)}')
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
+           '--cfg-options', *options, *args.cfg_options]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    print(f'[{task}] {run} seed {seed}: {" ".join(cmd)}', flush=True)
+    start = time.time()
+    with open(osp.join(work_dir, 'train.log'), 'w') as log:
+        code = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if code:
+        raise RuntimeError(f'{run} seed {seed} failed (exit {code}); see {work_dir}/train.log')
+    result = collect(work_dir, spec, run, seed, config)
+    if result is None:
+        raise RuntimeError(f'{run} seed {seed}: no final {spec["metric"]} in {work_dir}')
+    result['wall_s'] = time.time() - start
+    with open(result_file, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def collect(work_dir, spec, run, seed, config):
+    """The result of a finished run in ``work_dir`` (also one started by hand with
+    tools/train.py), or None. Finished = a val row at the schedule's last epoch / iteration."""
+    from mmengine.config import Config
+    row = last_scalars(work_dir, spec['metric'])
+    if row is None:
+        return None
+    train_cfg = Config.fromfile(config).train_cfg
+    last = train_cfg.get('max_epochs', train_cfg.get('max_iters'))
+    if row.get('step') != last:
+        return None
+    scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1]
+    started = time.mktime(time.strptime(scalars.split(os.sep)[-3], '%Y%m%d_%H%M%S'))
+    result = dict(run=run, seed=seed, config=osp.basename(config),
+                  wall_s=osp.getmtime(scalars) - started,
+                  metrics={k: row[k] for k in (spec['metric'], *spec['extra']) if k in row})
+    with open(osp.join(work_dir, 'result.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def mean_std(values):
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def table(task, results):
+    """Markdown table: metric mean +- std over seeds, gap closed against the student alone."""
+    spec = TASKS[task]
+    key, scale = spec['metric'], spec['scale']
+    by_run = {}
+    for r in results:
+        by_run.setdefault(r['run'], []).append(r)
+    mean = {run: mean_std([r['metrics'][key] * scale for r in rs])[0]
+            for run, rs in by_run.items()}
+    name = 'bbox mAP' if task == 'det' else 'mIoU'
+    extra = spec['extra'][0]
+    rows = [f'| model | {name} (mean ± std) | {extra} | gap closed | seeds | '
+            f'train time per run |', '|---|---:|---:|---:|---|---:|']
+    for run in spec['runs']:
+        if run not in by_run:
+            continue
+        rs = by_run[run]
+        m, sd = mean_std([r['metrics'][key] * scale for r in rs])
+        ex = mean_std([r['metrics'].get(extra, math.nan) * scale for r in rs])[0]
+        gap = ''
+        if run not in ('teacher', 'student') and {'teacher', 'student'} <= set(mean):
+            gap = f'{100 * (m - mean["student"]) / (mean["teacher"] - mean["student"]):.0f}%'
+        wall = sum(r['wall_s'] for r in rs) / len(rs) / 60
+        rows.append(f'| {spec["labels"][run]} | {m:.1f} ± {sd:.1f} | {ex:.1f} | {gap} | '
+                    f'{", ".join(str(r["seed"]) for r in rs)} | {wall:.0f} min |')
+    return '\n'.join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--task', choices=sorted(TASKS), required=True)
+    parser.add_argument('--runs', nargs='+', help='default: every run of the task')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0])
+    parser.add_argument('--teacher-seed', type=int, default=0)
+    parser.add_argument('--threads', type=int, default=2, help='torch threads per run')
+    parser.add_argument('--work-root', default=osp.join(REPO, 'work_dirs', 'bench_scenes'))
+    parser.add_argument('--force', action='store_true', help='retrain cached runs')
+    parser.add_argument('--cfg-options', nargs='*', default=[],
+                        help='extra key=value options for every run')
+    args = parser.parse_args(argv)
+    runs = args.runs or list(TASKS[args.task]['runs'])
+    unknown = sorted(set(runs) - set(TASKS[args.task]['runs']))
+    if unknown:
+        parser.error(f'unknown runs {unknown} for --task {args.task}; choose from '
+                     f'{sorted(TASKS[args.task]["runs"])}')
+    results = []
+    if 'teacher' in runs:  # the teacher of --teacher-seed teaches every seed
+        results.append(run_one(args.task, 'teacher', args.teacher_seed, args))
+    for seed in args.seeds:
+        for run in runs:
+            if run != 'teacher':
+                results.append(run_one(args.task, run, seed, args))
+    out = table(args.task, results)
+    print(out)
+    path = osp.join(args.work_root, f'{args.task}_table.md')
+    with open(path, 'w') as f:
+        f.write(out + '\n')
+    print(f'written to {path}')
+
+
+if __name__ == '__main__':
+    main()
