@@ -8,6 +8,7 @@ validation accuracy over training.
 
     python tools/demo.py                       # the defaults fit ~20 min on 2 CPU cores
     python tools/demo.py --train-size 60000 --student-epochs 30 --teacher-epochs 30  # full
+    python tools/demo.py --methods student dkd    # other methods (benchmarks/: all, 3 seeds)
 
 Every setting that shrinks the run (training subset, epochs) is printed with the table.
 """
@@ -15,6 +16,7 @@ import argparse
 import copy
 import hashlib
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -27,16 +29,33 @@ if REPO not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, REPO)
 CONFIG_DIR = osp.join(REPO, 'configs', 'fashion_mnist')
 TEACHER = 'resnet18-w16_1xb128_fashion-mnist.py'
-# (row name, config): the student alone, then each distillation config.
+# (row name, config): the student alone, then each distillation config. The demo trains the first
+# four (DEMO_METHODS); `benchmarks/bench_fashion_mnist.py` compares them all.
 STUDENTS = {
     'student': 'resnet18-w4_1xb128_fashion-mnist.py',
     'kd': 'kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'dist': 'dist_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'dkd': 'dkd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'fitnets': 'fitnets_feat_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'cwd': 'cwd_feat_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'vkd': 'vkd_feat_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'rtk': 'rtk_feat_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'aekt': 'aekt_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'diffkd': 'diffkd_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'diffkd-kd': 'diffkd-kd_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'diffkd-dist': 'diffkd-dist_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
 }
+DEMO_METHODS = ['student', 'kd', 'dist', 'diffkd']
 LABELS = {'teacher': 'Teacher ResNet-18 w16', 'student': 'Student ResNet-18 w4 alone',
           'kd': 'Student + KD (logits)', 'dist': 'Student + DIST (logits)',
-          'diffkd': 'Student + DiffKD (feat + logits)'}
+          'dkd': 'Student + DKD (logits)', 'fitnets': 'Student + FitNets (feat)',
+          'cwd': 'Student + CWD (feat)', 'vkd': 'Student + VkD (pooled feat)',
+          'rtk': 'Student + RTK (feat)', 'aekt': 'Student + AEKT (logits)',
+          'diffkd': 'Student + DiffKD (feat + logits)',
+          'diffkd-kd': 'Student + DiffKD + KD',
+          'diffkd-dist': 'Student + DiffKD + DIST'}
+# Every config's schedule is written for the full training set (60000 images).
+FULL_TRAIN_SIZE = 60000
 
 # Defaults chosen from measured throughput to fit ~20 min on 2 CPU cores (docs/classification.md).
 DEFAULTS = dict(train_size=10000, teacher_epochs=8, student_epochs=8, val_size=None, seed=0,
@@ -55,8 +74,8 @@ def parse_args(argv=None):
     parser.add_argument('--student-epochs', type=int, default=DEFAULTS['student_epochs'])
     parser.add_argument('--seed', type=int, default=DEFAULTS['seed'], help='students\' seed')
     parser.add_argument('--teacher-seed', type=int, default=DEFAULTS['seed'])
-    parser.add_argument('--methods', nargs='+', default=list(STUDENTS), choices=list(STUDENTS),
-                        help='which students to train')
+    parser.add_argument('--methods', nargs='+', default=list(DEMO_METHODS),
+                        choices=list(STUDENTS), help='which students to train')
     parser.add_argument('--num-workers', type=int, default=DEFAULTS['num_workers'])
     parser.add_argument('--threads', type=int, default=DEFAULTS['threads'],
                         help='torch threads for training. 1 (the default) leaves a core to the '
@@ -82,11 +101,22 @@ def parse_args(argv=None):
 
 # ---- configs ----------------------------------------------------------------------------------
 
+_PARSED = {}
+
+
+def read_config(name):
+    """A fresh copy of one of the configs as written (each file is parsed once per process)."""
+    if name not in _PARSED:
+        from mmengine.config import Config
+        _PARSED[name] = Config.fromfile(osp.join(CONFIG_DIR, name))
+    return copy.deepcopy(_PARSED[name])
+
+
 def load_config(name, *, work_dir, data_root, train_size, epochs, seed, val_size=None,
                 num_workers=1, teacher_checkpoint=None):
     """One of the demo's configs with the demo's overrides (subset, epochs, paths, quiet logs)."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    cfg = read_config(name)
+    scale_warmups(cfg, train_size, epochs)
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg[split]
         loader.dataset.data_root = data_root
@@ -107,8 +137,34 @@ def load_config(name, *, work_dir, data_root, train_size, epochs, seed, val_size
     return cfg
 
 
+def iterations(train_size, epochs, batch_size):
+    """Training iterations of a one-process run (the last, partial batch is kept)."""
+    return epochs * math.ceil(train_size / batch_size)
+
+
+def scale_warmups(cfg, train_size, epochs):
+    """Scale each distillation loss's ``warmup_iters`` to the run's length, in place.
+
+    A config's warm-up (DKD's: 1172 iterations, 1/12 of 30 epochs x 469 iterations, the authors'
+    20 of 240 epochs) is sized for its own schedule on the full training set; a shorter run keeps
+    the same fraction (8 epochs x 79 iterations on 10000 images: 53). Returns
+    ``{loss name: (config's, scaled)}`` for the losses that have one.
+    """
+    batch = cfg.train_dataloader.batch_size
+    full = cfg.train_dataloader.dataset.get('indices', None) or FULL_TRAIN_SIZE
+    planned = iterations(full, cfg.train_cfg.max_epochs, batch)
+    run = iterations(train_size, epochs, batch)
+    scaled = {}
+    for name, spec in cfg.model.get('distill_losses', {}).items():
+        warmup = spec.get('loss', {}).get('warmup_iters', 0)
+        if warmup:
+            spec.loss.warmup_iters = max(1, round(warmup * run / planned))
+            scaled[name] = (warmup, spec.loss.warmup_iters)
+    return scaled
+
+
 def config_hash(cfg):
-    """Key of a teacher run: its full config text, minus where it is written."""
+    """Key of a run (teacher or student): its full config text, minus where it is written."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = ''
     cfg.train_dataloader.dataset.data_root = ''
@@ -170,14 +226,24 @@ def train(cfg, desc, progress=True):
     return runner, hook.curve, seconds
 
 
+def teacher_config(args):
+    return load_config(TEACHER, work_dir=osp.join(args.work_dir, 'teacher'),
+                       data_root=args.data_root, train_size=args.train_size,
+                       epochs=args.teacher_epochs, seed=args.teacher_seed,
+                       val_size=args.val_size, num_workers=args.num_workers)
+
+
+def teacher_path(args, cfg=None):
+    """Where the teacher of these settings is (or will be) cached."""
+    cfg = teacher_config(args) if cfg is None else cfg
+    return osp.join(args.work_dir, f'teacher_{config_hash(cfg)}.pth')
+
+
 def get_teacher(args, progress=True):
     """Train the teacher, or load its cached result keyed by the config hash."""
-    cfg = load_config(TEACHER, work_dir=osp.join(args.work_dir, 'teacher'),
-                      data_root=args.data_root, train_size=args.train_size,
-                      epochs=args.teacher_epochs, seed=args.teacher_seed,
-                      val_size=args.val_size, num_workers=args.num_workers)
+    cfg = teacher_config(args)
     key = config_hash(cfg)
-    path = osp.join(args.work_dir, f'teacher_{key}.pth')
+    path = teacher_path(args, cfg)
     if osp.isfile(path) and not args.retrain:
         meta = torch.load(path, map_location='cpu', weights_only=True)['meta']
         print(f'Reusing the cached teacher {path} (top-1 {meta["top1"]:.2f}).')
@@ -194,20 +260,60 @@ def get_teacher(args, progress=True):
     return path, dict(meta, cached=False)
 
 
+def student_config(method, args, teacher_path):
+    return load_config(STUDENTS[method], work_dir=osp.join(args.work_dir,
+                                                           f'{method}_seed{args.seed}'),
+                       data_root=args.data_root, train_size=args.train_size,
+                       epochs=args.student_epochs, seed=args.seed, val_size=args.val_size,
+                       num_workers=args.num_workers,
+                       teacher_checkpoint=None if method == 'student' else teacher_path)
+
+
+# The distillation configs that existed before commit c6af4e0 (see legacy_config_hash).
+LEGACY_METHODS = ('kd', 'dist', 'diffkd')
+
+
+def legacy_config_hash(cfg):
+    """The key the same run had before commit c6af4e0, or None for a plain model.
+
+    Until then the distillation configs set ``model.data_preprocessor=None`` (the student's);
+    c6af4e0 dropped it and made the Distiller give the top-level one (the same mean/std) to the
+    student. The built model and its training are the same (checked bit for bit,
+    tests/test_bench_fashion_mnist.py), so runs cached under the old key stay valid.
+    """
+    if cfg.model.get('type') != 'mmdiffkd.Distiller' or 'data_preprocessor' in cfg.model:
+        return None
+    from mmengine.config import ConfigDict
+    cfg = copy.deepcopy(cfg)
+    model = ConfigDict()
+    for key, value in cfg.model.items():
+        model[key] = value
+        if key == 'teacher':
+            model['data_preprocessor'] = None
+    cfg.model = model
+    return config_hash(cfg)
+
+
+def student_cache(method, args, teacher_path):
+    """(config, path to write, path of a cached result or None) of one student run."""
+    cfg = student_config(method, args, teacher_path)
+    path = osp.join(args.work_dir, f'{method}_{config_hash(cfg)}.json')
+    if osp.isfile(path):
+        return cfg, path, path
+    legacy = legacy_config_hash(cfg) if method in LEGACY_METHODS else None
+    if legacy and osp.isfile(osp.join(args.work_dir, f'{method}_{legacy}.json')):
+        return cfg, path, osp.join(args.work_dir, f'{method}_{legacy}.json')
+    return cfg, path, None
+
+
 def train_student(method, args, teacher_path, progress=True):
-    cfg = load_config(STUDENTS[method], work_dir=osp.join(args.work_dir,
-                                                          f'{method}_seed{args.seed}'),
-                      data_root=args.data_root, train_size=args.train_size,
-                      epochs=args.student_epochs, seed=args.seed, val_size=args.val_size,
-                      num_workers=args.num_workers,
-                      teacher_checkpoint=None if method == 'student' else teacher_path)
     # A run is cached by its config (which names the teacher checkpoint, itself keyed by the
     # teacher's config): re-running prints the table without training again.
-    path = osp.join(args.work_dir, f'{method}_{config_hash(cfg)}.json')
-    if osp.isfile(path) and not args.retrain:
-        with open(path) as f:
+    cfg, path, found = student_cache(method, args, teacher_path)
+    if found and not args.retrain:
+        with open(found) as f:
             result = json.load(f)
-        print(f'Reusing the cached {method} run {path} (top-1 {result["top1"]:.2f}).')
+        print(f'Reusing the cached {method} run {found} (top-1 {result["top1"]:.2f}).')
         return dict(result, cached=True)
     runner, curve, seconds = train(cfg, method, progress)
     model = runner.model
