@@ -6,8 +6,9 @@
     python benchmarks/bench_scenes.py --task det --runs student diffkd --seeds 0 1
 
 Each run is ``tools/train.py CONFIG --work-dir work_dirs/bench_scenes/<task>/<run>_seed<s>``
-with ``randomness.seed=<s>``; distilled runs take the teacher of the same seed directory
-(``teacher_seed<teacher-seed>``). A finished run leaves ``result.json`` in its work dir and is
+with ``randomness.seed=<s>``; distilled runs take the teacher of ``teacher_seed<teacher-seed>``.
+To fit the 2-core CPU machine, every student (alone or distilled) trains half the teacher's
+schedule (``student_options`` below: 3 of 6 epochs, 500 of 1000 iterations). A finished run leaves ``result.json`` in its work dir and is
 reused, so the command can be stopped and started again. Not a CI test: on the 2-core CPU
 machine a detection run takes 20-60 min, a segmentation run 10-40 min.
 """
@@ -27,6 +28,9 @@ CONFIGS = osp.join(REPO, 'configs', 'scenes')
 TASKS = {
     'det': dict(
         metric='coco/bbox_mAP', extra=('coco/bbox_mAP_50', 'coco/bbox_mAP_s'), scale=100.0,
+        # Students (alone and distilled) train half the teacher's 6 epochs, LR step after 2.
+        student_options=('train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
+                         'param_scheduler.1.milestones=[2]'),
         runs={
             'teacher': 'retinanet_r50_fpn_1xb8-6e_scenes.py',
             'student': 'retinanet_r18_fpn_1xb8-6e_scenes.py',
@@ -37,6 +41,9 @@ TASKS = {
                 'diffkd': 'R-18 + DiffKD (5 FPN levels)', 'pkd': 'R-18 + PKD (5 FPN levels)'}),
     'seg': dict(
         metric='mIoU', extra=('aAcc',), scale=1.0,
+        # Students (alone and distilled) train half the teacher's 1000 iterations.
+        student_options=('train_cfg.max_iters=500', 'train_cfg.val_interval=500',
+                         'param_scheduler.0.end=500', 'default_hooks.checkpoint.interval=500'),
         runs={
             'teacher': 'deeplabv3_r50-d16_1xb8-1k_scenes.py',
             'student': 'deeplabv3_r18-d16_1xb8-1k_scenes.py',
@@ -81,15 +88,17 @@ def run_one(task, run, seed, args):
         raise FileNotFoundError(f'{config} does not exist; runs of {task}: '
                                 f'{sorted(spec["runs"])}')
     os.makedirs(work_dir, exist_ok=True)
-    finished = collect(work_dir, spec, run, seed, config)
+    options = [f'randomness.seed={seed}', *args.cfg_options]
+    if run != 'teacher':
+        options += spec['student_options']
+    finished = collect(work_dir, spec, run, seed, config, options)
     if finished is not None and not args.force:
         return finished
-    options = [f'randomness.seed={seed}']
     if run not in ('teacher', 'student'):
         teacher_dir = osp.join(args.work_root, task, f'teacher_seed{args.teacher_seed}')
         options.append(f'model.teacher.checkpoint={last_checkpoint(teacher_dir)}')
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
-           '--cfg-options', *options, *args.cfg_options]
+           '--cfg-options', *options]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     print(f'[{task}] {run} seed {seed}: {" ".join(cmd)}', flush=True)
     start = time.time()
@@ -97,7 +106,7 @@ def run_one(task, run, seed, args):
         code = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     if code:
         raise RuntimeError(f'{run} seed {seed} failed (exit {code}); see {work_dir}/train.log')
-    result = collect(work_dir, spec, run, seed, config)
+    result = collect(work_dir, spec, run, seed, config, options)
     if result is None:
         raise RuntimeError(f'{run} seed {seed}: no final {spec["metric"]} in {work_dir}')
     result['wall_s'] = time.time() - start
@@ -106,20 +115,26 @@ def run_one(task, run, seed, args):
     return result
 
 
-def collect(work_dir, spec, run, seed, config):
+def collect(work_dir, spec, run, seed, config, options):
     """The result of a finished run in ``work_dir`` (also one started by hand with
     tools/train.py), or None. Finished = a val row at the schedule's last epoch / iteration."""
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
     row = last_scalars(work_dir, spec['metric'])
     if row is None:
         return None
-    train_cfg = Config.fromfile(config).train_cfg
+    cfg = Config.fromfile(config)
+    parsed = {}
+    for option in options:
+        key, value = option.split('=', 1)
+        parsed[key] = DictAction._parse_iterable(value)
+    cfg.merge_from_dict(parsed)
+    train_cfg = cfg.train_cfg
     last = train_cfg.get('max_epochs', train_cfg.get('max_iters'))
     if row.get('step') != last:
         return None
     scalars = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1]
     started = time.mktime(time.strptime(scalars.split(os.sep)[-3], '%Y%m%d_%H%M%S'))
-    result = dict(run=run, seed=seed, config=osp.basename(config),
+    result = dict(run=run, seed=seed, config=osp.basename(config), options=list(options),
                   wall_s=osp.getmtime(scalars) - started,
                   metrics={k: row[k] for k in (spec['metric'], *spec['extra']) if k in row})
     with open(osp.join(work_dir, 'result.json'), 'w') as f:
