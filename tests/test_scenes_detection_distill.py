@@ -247,8 +247,8 @@ def test_diffkd_plus_pkd_config_trains_with_both_losses(scenes_root, tmp_path, t
                     f'loss_fpn_pkd_{level}'):
             value = _scalar(runner, f'train/{key}')
             assert np.isfinite(value) and value > 0, (key, value)
-        # PKD = mean over channels of 1 - Pearson r, weighted 6: within [0, 12]
-        assert _scalar(runner, f'train/loss_fpn_pkd_{level}') <= 12.0 + 1e-4
+        # PKD = mean over channels of 1 - Pearson r, weighted 10: within [0, 20]
+        assert _scalar(runner, f'train/loss_fpn_pkd_{level}') <= 20.0 + 1e-4
     after = runner.model.distill_losses.fpn.state_dict()
     assert any(not torch.equal(after[k], v) for k, v in before.items())  # the shared one learnt
 
