@@ -417,3 +417,32 @@ def test_coco_config_trains_one_step_on_fake_images(name):
     changed = {k for k, v in model.named_parameters() if not torch.equal(v, params[k])}
     assert any(k.startswith('student.neck.') for k in changed)
     assert any(k.startswith('distill_losses.fpn.4.') for k in changed)
+
+
+# ---- baselines on the FPN levels (issue 8): PKD, FitNets, CWD, VkD ----------------------------
+
+BASELINES = ['pkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+             'fitnets_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+             'cwd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+             'vkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py']
+
+
+@pytest.mark.parametrize('name', BASELINES)
+def test_fpn_baseline_config_trains_one_iteration(name, scenes_root, tmp_path, teacher_files):
+    cfg = Config.fromfile(osp.join(SCENES, name))
+    fpn = cfg.model.distill_losses.fpn
+    assert list(cfg.model.distill_losses) == ['fpn'] and fpn.index == [0, 1, 2, 3, 4]
+    cfg.model.teacher.checkpoint = teacher_files(cfg)
+    cfg = _shrink(cfg, scenes_root, tmp_path / 'work', iters=1)
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint = None
+    runner = Runner.from_cfg(cfg)
+    before = {k: v.clone() for k, v in runner.model.student.state_dict().items()}
+    runner.train()
+    assert runner.iter == 1
+    for level in LEVELS:  # one loss per level, weighted as the config says, finite
+        value = _scalar(runner, f'train/loss_fpn_{level}')
+        assert np.isfinite(value) and value >= 0, (level, value)
+    after = runner.model.student.state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in before.items()
+               if v.is_floating_point() and k.startswith('neck.'))
