@@ -1,6 +1,7 @@
 """Every classification config builds, and one training step of each runs on a few fake images
 of its dataset's size: the Fashion-MNIST configs (1x28x28) and the paper-protocol ImageNet
 configs (3x224x224). Teachers are random here (``allow_untrained``): nothing is downloaded."""
+import copy
 import glob
 import os.path as osp
 
@@ -86,6 +87,12 @@ def test_fashion_mnist_distill_configs_train_one_step(path):
     assert cfg.model.student == student_cfg.model
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg'):
+        if key == 'optim_wrapper' and 'aekt' in osp.basename(path):
+            # AEKT adds gradient clipping (it diverges at lr 0.1 without): nothing else differs
+            expected = copy.deepcopy(student_cfg[key])
+            expected['clip_grad'] = dict(max_norm=5.0, norm_type=2)
+            assert cfg[key] == expected
+            continue
         assert cfg[key] == student_cfg[key], key
     model, losses, changed = _one_step(cfg, _fake_batch(1, 28, 4, 10))
     assert any(k.startswith('student.backbone.conv1') for k in changed)
