@@ -32,7 +32,7 @@ EXPECTED = {
                     | {f'loss_fpn_{i}' for i in range(5)}, (128, 256)),
     'pspnet': ({'decode.loss_ce', 'decode.acc_seg'},
                {'loss_layer4_distill', 'loss_layer4_diffusion', 'loss_logits'}, (128, 256)),
-    'resnet': ({'loss'}, {'loss_layer4_distill', 'loss_layer4_diffusion', 'loss_layer3',
+    'resnet': ({'loss_student'}, {'loss_layer4_distill', 'loss_layer4_diffusion', 'loss_layer3',
                           'loss_logits'}, (128, 256)),
 }
 
@@ -66,6 +66,9 @@ def test_build_from_config_and_train_step(task, tmp_path):
     log = model.train_step(batch(task), optim)
     assert student_keys | distill_keys <= set(log), sorted(log)
     assert all(torch.isfinite(v) for v in log.values())
+    # the logged total is the sum of every logged loss (mmpretrain's bare 'loss' key renamed)
+    parts = sum(v for k, v in log.items() if 'loss' in k and k != 'loss')
+    assert torch.allclose(log['loss'], parts), (log['loss'], parts)
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, teacher0[k]), k  # BN running stats included: teacher in eval
     assert not torch.equal(model.student.backbone.layer4[0].conv1.weight,

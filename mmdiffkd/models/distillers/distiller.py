@@ -521,7 +521,8 @@ class Distiller(BaseModel):
         raise RuntimeError(f'Invalid mode {mode!r}; valid: "loss", "predict", "tensor".')
 
     def loss(self, inputs, data_samples=None):
-        """Student task losses plus every weighted distillation loss, each under its own key."""
+        """Student task losses plus every weighted distillation loss, each under its own key
+        (a student's bare ``loss`` key, mmpretrain's, becomes ``loss_student``)."""
         if self.teacher.training:
             self.teacher.eval()
         teacher_inputs = self.teacher_inputs(inputs)
@@ -533,6 +534,10 @@ class Distiller(BaseModel):
             with self.student_records.recording():
                 losses = self.student(inputs, data_samples, mode='loss')
             losses = dict(losses)
+            if 'loss' in losses:
+                # mmpretrain's heads return their loss as the bare key 'loss', the key MMEngine's
+                # parse_losses gives the total: it would log the student's loss as the total.
+                losses['loss_student'] = losses.pop('loss')
             for name, d in self._declarations.items():
                 module = self.distill_losses[name]
                 for e in d['entries']:
