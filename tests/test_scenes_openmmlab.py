@@ -27,7 +27,6 @@ DET_CONFIGS = [
 SEG_CONFIGS = [
     pytest.param('deeplabv3_r50-d16_1xb8-1k_scenes.py', marks=pytest.mark.slow),
     'deeplabv3_r18-d16_1xb8-1k_scenes.py',
-    pytest.param('deeplabv3_r18-d16_class-weighted-ce_1xb8-300_scenes.py', marks=pytest.mark.slow),
 ]
 
 

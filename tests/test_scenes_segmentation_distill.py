@@ -203,9 +203,29 @@ def test_pspnet_configs_share_the_deeplabv3_setup():
     assert psp.model.student.backbone == dlv3.model.student.backbone
     assert psp.model.teacher == dlv3.model.teacher
     assert psp.model.distill_losses == dlv3.model.distill_losses
+    assert psp.model.student.decode_head.loss_decode == dlv3.model.student.decode_head.loss_decode
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg', 'data_preprocessor'):
         assert psp[key] == dlv3[key], key
+
+
+@pytest.mark.parametrize('name', sorted(
+    osp.basename(p) for p in glob.glob(osp.join(SCENES, '*d16*_scenes.py'))))
+def test_scenes_seg_configs_weight_items_and_never_pad(name):
+    """Every scenes segmentor (teacher, students, distilled students): the item classes weigh
+    10x the background in the cross-entropy, and training crops are never padded, because mmseg
+    1.2.2's class-weighted cross-entropy crashes on the padding's ignore label 255."""
+    cfg = Config.fromfile(osp.join(SCENES, name))
+    models = [cfg.model.student, cfg.model.teacher] if 'student' in cfg.model else [cfg.model]
+    for model in models:
+        if 'config' in model:  # the teacher, by its own config file
+            model = Config.fromfile(model.config).model
+        assert model.decode_head.loss_decode.class_weight == [0.1] + [1.0] * 10, name
+    resize = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomResize']
+    crop = [t for t in cfg.train_dataloader.dataset.pipeline if t.type == 'RandomCrop']
+    assert len(resize) == 1 and len(crop) == 1
+    assert min(resize[0].ratio_range) >= 1.0
+    assert all(s >= c for s, c in zip(resize[0].scale, crop[0].crop_size))
 
 
 @pytest.mark.slow

@@ -2,6 +2,11 @@
 # weights can be downloaded) on the texture scenes (11 classes, 0 background, 128 px crops).
 # Sized for 2 CPU cores: output stride 16 (only the last stage dilated, `d16`) instead of
 # mmseg's 8, no auxiliary head, 1000 iterations.
+# Two changes from mmseg's recipe, both measured on the R-18 student (docs/segmentation.md):
+# - background covers 88 % of the pixels and a plain cross-entropy left every model predicting
+#   background only; the item classes weigh 10x the background here;
+# - from scratch, AdamW (lr 1e-3) learns faster than mmseg's SGD (lr 0.01): R-18, 300 iterations,
+#   mIoU 15.2 against 10.4.
 #   python tools/make_scenes.py --out data/scenes
 #   bash tools/dist_train.sh configs/scenes/deeplabv3_r50-d16_1xb8-1k_scenes.py 1
 _base_ = [
@@ -20,10 +25,16 @@ model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=None,
     backbone=dict(norm_cfg=norm_cfg, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2)),
-    decode_head=dict(num_classes=11, channels=256, norm_cfg=norm_cfg),
+    decode_head=dict(
+        num_classes=11, channels=256, norm_cfg=norm_cfg,
+        # mmseg 1.2.2's CrossEntropyLoss indexes `class_weight` with every label value, the
+        # ignore label 255 included (IndexError); the scenes pipeline never pads (see its
+        # RandomResize), so no label is 255.
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+                         class_weight=[0.1] + [1.0] * 10)),
     auxiliary_head=None)
 
-optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
+optimizer = dict(type='AdamW', lr=1e-3, weight_decay=0.01)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
 max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=500)

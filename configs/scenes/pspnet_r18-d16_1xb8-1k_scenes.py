@@ -21,4 +21,6 @@ model = dict(
         num_classes=11,
         norm_cfg=norm_cfg,
         align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+        # The class-weighted cross-entropy of the DeepLabV3 configs (background 0.1).
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+                         class_weight=[0.1] + [1.0] * 10)))

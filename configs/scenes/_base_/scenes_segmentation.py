@@ -10,7 +10,10 @@ crop_size = (128, 128)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=False),
-    dict(type='RandomResize', scale=crop_size, ratio_range=(0.5, 2.0), keep_ratio=True),
+    # Scales 1.0-1.5 of the 128 px test size, never smaller: a crop never needs padding, so no
+    # label is the ignore value 255 (mmseg 1.2.2's class-weighted cross-entropy crashes on it) and
+    # 28 px items do not shrink to a few pixels of an 8x8 output-stride-16 map.
+    dict(type='RandomResize', scale=crop_size, ratio_range=(1.0, 1.5), keep_ratio=True),
     # Background covers most pixels, so no cat_max_ratio: it would reject almost every crop.
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
