@@ -49,6 +49,16 @@ def test_collect_needs_the_val_at_the_students_last_epoch(bench, tmp_path):
     assert bench.collect(str(tmp_path / 'b'), spec, 'teacher', 0, teacher, ['randomness.seed=0']) is None
 
 
+def test_run_options_seed_schedule_and_variant(bench):
+    spec = bench.TASKS['seg']
+    assert bench.run_options('seg', 'teacher', 1) == ['randomness.seed=1']
+    assert bench.run_options('seg', 'diffkd', 0, ['a=1']) == [
+        'randomness.seed=0', 'a=1', *spec['student_options']]
+    variant = bench.run_options('seg', 'diffkd-map', 0)
+    assert variant[-1] == 'model.distill_losses.logits.loss.kernel_size=3'
+    assert spec['runs']['diffkd-map'] == spec['runs']['diffkd']
+
+
 def test_table_means_and_gap_closed(bench):
     def r(run, seed, m):
         return dict(run=run, seed=seed, wall_s=600.0, metrics={'mIoU': m, 'aAcc': 90.0})
