@@ -12,7 +12,7 @@ schedule (``student_options`` below: 3 of 6 epochs, 500 of 1000 iterations). A f
 leaves ``result.json`` in its work dir and is reused, so the command can be stopped and started
 again. Not a CI test: on the shared 2-core CPU machine (one thread per run) the RetinaNet
 teacher took 61 min, each RetinaNet student 9-17 min; the DeepLabV3 R-50 teacher 44 min, each
-DeepLabV3 R-18 student 7-14 min.
+DeepLabV3 R-18 student 7-15 min.
 """
 import argparse
 import glob
