@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 
 from mmdiffkd.models.diffkd import BatchNorm2d, DiffKD
 from mmdiffkd.registry import MODELS
@@ -302,12 +303,70 @@ def test_cuda_forward_backward_does_not_synchronise():
         torch.cuda.set_sync_debug_mode(0)
 
 
-def test_keep_denoised_and_state_dict_roundtrip(tmp_path):
-    loss = DiffKD(4, 8, keep_denoised=True)
+def test_diagnostics_are_detached_and_explain_the_parts():
+    torch.manual_seed(0)
+    loss = DiffKD(4, 8)
+    s, t = torch.randn(2, 4, 5, 5), torch.randn(2, 8, 5, 5)
+    out, extras = loss(s, t, return_denoised=True)
+    assert set(out) == {'distill', 'diffusion'}  # diagnostics are not parts
+    diag = out.diagnostics
+    assert set(diag) == {'gamma', 'aligned_mse', 'denoise_gain'}
+    assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in diag.values())
+    assert torch.allclose(diag['gamma'], extras['gamma'].mean())
+    aligned_mse = F.mse_loss(extras['aligned'], extras['target'])
+    denoised_mse = F.mse_loss(extras['denoised'], extras['target'])
+    assert torch.allclose(diag['aligned_mse'], aligned_mse)
+    assert torch.allclose(diag['denoise_gain'], aligned_mse / denoised_mse)
+    assert torch.allclose(out['distill'], denoised_mse)  # mse distill: the same quantity
+    # logits (KL distillation): the gain is still measured in MSE
+    out = DiffKD(10, 10, kernel_size=1)(torch.randn(4, 10), torch.randn(4, 10))
+    assert torch.isfinite(out.diagnostics['denoise_gain'])
+
+
+def test_distill_warmup_scales_only_the_distillation_term():
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3)
+    plain = DiffKD(4, 8, use_ae=True, ae_channels=8)
+    ramp = DiffKD(4, 8, use_ae=True, ae_channels=8, distill_warmup_iters=10)
+    step = DiffKD(4, 8, use_ae=True, ae_channels=8, distill_warmup_iters=10,
+                  distill_warmup='step')
+    ramp.load_state_dict(plain.state_dict())
+    step.load_state_dict(plain.state_dict())
+    for it, want_ramp, want_step in ((0, 0.0, 0.0), (4, 0.4, 0.0), (9, 0.9, 0.0),
+                                     (10, 1.0, 1.0), (500, 1.0, 1.0)):
+        draws = dict(noise=torch.randn(2, 8, 3, 3), diffusion_noise=torch.randn(2, 8, 3, 3),
+                     timesteps=torch.tensor([3, 700]))
+        ref = plain(s, t, **draws)
+        for module, want in ((ramp, want_ramp), (step, want_step)):
+            out = module(s, t, iteration=it, **draws)
+            assert torch.allclose(out['distill'], want * ref['distill'])
+            assert torch.allclose(out['diffusion'], ref['diffusion'])
+            assert torch.allclose(out['ae'], ref['ae'])
+            assert out.diagnostics['distill_factor'].item() == pytest.approx(want)
+    # the runner's iteration comes from MMEngine's message hub
+    hub = MessageHub.get_instance('diffkd_warmup_test')
+    hub.update_info('iter', 5)
+    out = ramp(s, t)
+    assert out.diagnostics['distill_factor'].item() == pytest.approx(0.5)
+    ramp.eval()  # no warm-up outside training
+    assert ramp.distill_factor() == 1.0
+    with pytest.raises(ValueError, match='distill_warmup must be one of'):
+        DiffKD(4, 8, distill_warmup_iters=3, distill_warmup='cosine')
+    with pytest.raises(ValueError, match='distill_warmup_iters must be an int >= 0'):
+        DiffKD(4, 8, distill_warmup_iters=-1)
+
+
+def test_distill_warmup_without_an_iteration_is_an_error():
+    loss = DiffKD(4, 8, distill_warmup_iters=3)
+    MessageHub.get_instance('diffkd_no_iter_test')  # a fresh hub: no 'iter' recorded
+    with pytest.raises(RuntimeError, match='no iteration is known'):
+        loss(torch.randn(2, 4, 3, 3), torch.randn(2, 8, 3, 3))
+
+
+def test_state_dict_roundtrip(tmp_path):
+    loss = DiffKD(4, 8)
     s = torch.randn(2, 9, 4)  # tokens
     loss(s, torch.randn(2, 9, 8))
-    assert loss.last_outputs['denoised'].shape == (2, 9, 8)
-    assert not loss.last_outputs['denoised'].requires_grad
     # checkpoints hold weights and BN statistics only (tables are rebuilt), load weights_only
     assert not any(k.startswith('scheduler.') for k in loss.state_dict())
     torch.save(loss.state_dict(), tmp_path / 'diffkd.pth')

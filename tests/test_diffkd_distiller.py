@@ -38,10 +38,16 @@ def test_diffkd_parts_are_logged_and_train(teacher_ckpt):
 
     data = model.data_preprocessor(toy_batch(), True)
     losses = model(**data, mode='loss')
+    diagnostics = {f'{e}.{k}' for e in ('feat', 'logits')
+                   for k in ('gamma', 'denoise_gain', 'aligned_mse')}
     assert set(losses) == {'loss_cls', 'loss_feat_distill', 'loss_feat_diffusion',
-                           'loss_feat_ae', 'loss_logits_distill', 'loss_logits_diffusion'}
+                           'loss_feat_ae', 'loss_logits_distill', 'loss_logits_diffusion'
+                           } | diagnostics
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
+    # diagnostics are logged as they are (not weighted) and never carry a gradient
+    assert all(not losses[k].requires_grad for k in diagnostics)
+    assert 0 < losses['logits.gamma'] < 1
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert model.student.stem[0].weight.grad is not None
     assert all(p.grad is not None for p in feat.parameters())
     assert all(p.grad is not None for p in logits.parameters())
@@ -53,6 +59,10 @@ def test_diffkd_parts_are_logged_and_train(teacher_ckpt):
     before = feat.noise_predictor.time_embed.weight.detach().clone()
     log_vars = model.train_step(toy_batch(seed=1), wrapper)
     assert 'loss_feat_diffusion' in log_vars and torch.isfinite(log_vars['loss'])
+    # MMEngine logs the diagnostics and leaves them out of the total
+    assert diagnostics <= set(log_vars)
+    parts = sum(v for k, v in log_vars.items() if k.startswith('loss_'))
+    assert torch.allclose(log_vars['loss'], parts)
     assert not torch.equal(before, feat.noise_predictor.time_embed.weight)
 
     # checkpoints keep weights and BatchNorm statistics, not the scheduler's tables
@@ -67,7 +77,16 @@ def test_batch_one_through_the_distiller(teacher_ckpt):
     data = model.data_preprocessor(toy_batch(n=1), True)
     losses = model(**data, mode='loss')
     assert all(torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+
+
+def test_declaration_named_loss_cannot_log_diagnostics(teacher_ckpt):
+    with pytest.raises(ValueError, match='contains "loss"'):
+        MODELS.build(dict(type='Distiller', student=toy_model(8),
+                          teacher=dict(config=toy_model(16), checkpoint=teacher_ckpt),
+                          distill_losses=dict(feat_loss=dict(loss=dict(type='DiffKD'),
+                                                             student='stage2')),
+                          dry_run=dict(input_size=(16, 16))))
 
 
 def test_kernel_size_follows_the_record_unless_given(teacher_ckpt):

@@ -12,18 +12,21 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from torch import Tensor
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from mmdiffkd.registry import MODELS
 
+from ..losses.base import LossParts
 from .autoencoder import LinearAutoEncoder
 from .layers import BatchNorm2d, frozen_running_stats, pointwise
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
 from .scheduler import DDIMScheduler
 
+WARMUPS = ('linear', 'step')
 _LAYOUTS = {2: '(B, C) logits', 3: '(B, N, C) tokens', 4: '(B, C, H, W) feature maps'}
 
 
@@ -68,9 +71,22 @@ class DiffKD(nn.Module):
         grad_checkpoint: recompute the noise predictor's activations in backward instead of
             storing them (less memory on large maps, one more predictor forward per call);
             BatchNorm statistics are updated once, as without it.
-        keep_denoised: keep detached copies of the last denoised feature, target and gamma in
-            ``self.last_outputs`` (for visualisation hooks; costs one feature of memory).
+        distill_warmup_iters: let the diffusion model and the autoencoder learn before the
+            student is taught: for the first ``distill_warmup_iters`` training iterations the
+            distillation term is scaled by the warm-up factor (an addition to the paper, see
+            ``docs/diffkd.md``). The iteration is the runner's (MMEngine's message hub), so it
+            survives a resume and counts each iteration once however many FPN levels share
+            this module. 0 (default) disables it.
+        distill_warmup: ``'linear'`` (factor iter / N, from 0 to 1) or ``'step'`` (0 before
+            iteration N, then 1).
+
+    The forward returns :class:`LossParts` whose ``diagnostics`` (logged, never summed) are
+    ``gamma`` (the noise adapter's mean), ``aligned_mse`` = MSE(aligned student, target) and
+    ``denoise_gain`` = aligned_mse / MSE(denoised student, target): above 1 the denoiser brings
+    the student closer to the teacher; with a warm-up also ``distill_factor``.
     """
+
+    diagnostics = ('gamma', 'denoise_gain', 'aligned_mse')
 
     def __init__(self,
                  student_channels: int,
@@ -87,8 +103,9 @@ class DiffKD(nn.Module):
                  ae_weight: float = 1.0,
                  distill_updates_diffusion: bool = True,
                  token_hw: Optional[Sequence[int]] = None,
-                 keep_denoised: bool = False,
-                 grad_checkpoint: bool = False):
+                 grad_checkpoint: bool = False,
+                 distill_warmup_iters: int = 0,
+                 distill_warmup: str = 'linear'):
         super().__init__()
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels)):
@@ -108,6 +125,13 @@ class DiffKD(nn.Module):
             raise ValueError(f"DiffKD: distill_loss must be 'mse' or 'kl'; got {distill_loss!r}.")
         if not tau > 0:
             raise ValueError(f'DiffKD: tau must be > 0; got {tau!r}.')
+        if (not isinstance(distill_warmup_iters, int) or isinstance(distill_warmup_iters, bool)
+                or distill_warmup_iters < 0):
+            raise ValueError(f'DiffKD: distill_warmup_iters must be an int >= 0 (0: no '
+                             f'warm-up); got {distill_warmup_iters!r}.')
+        if distill_warmup not in WARMUPS:
+            raise ValueError(f'DiffKD: distill_warmup must be one of {WARMUPS}; got '
+                             f'{distill_warmup!r}.')
         if use_ae and kernel_size == 1:
             raise ValueError('DiffKD: use_ae=True needs kernel_size=3; the autoencoder '
                              'compresses feature maps, and logits have no channels to spare.')
@@ -137,9 +161,9 @@ class DiffKD(nn.Module):
         self.ae_weight = ae_weight
         self.distill_updates_diffusion = distill_updates_diffusion
         self.token_hw = self._check_hw(token_hw)
-        self.keep_denoised = keep_denoised
         self.grad_checkpoint = grad_checkpoint
-        self.last_outputs: Dict[str, Tensor] = {}
+        self.distill_warmup_iters = distill_warmup_iters
+        self.distill_warmup = distill_warmup
         self._warned_logits = False
 
         c = self.channels
@@ -277,6 +301,13 @@ class DiffKD(nn.Module):
         x_t = self.scheduler.add_noise(target, noise, timesteps)
         return F.mse_loss(_float(self._predict(x_t, timesteps)), _float(noise))
 
+    def _encode(self, t: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """(target, autoencoder loss): the encoded, detached teacher map, or ``t`` itself."""
+        if not self.use_ae:
+            return t, None
+        latent, rec = self.autoencoder(t)
+        return latent.detach(), F.mse_loss(_float(rec), _float(t))
+
     def _distill(self, refined: Tensor, target: Tensor) -> Tensor:
         refined, target = _float(refined), _float(target)
         if self.distill_loss == 'mse':
@@ -288,6 +319,25 @@ class DiffKD(nn.Module):
         kl = F.kl_div(F.log_softmax(s, dim=1), F.softmax(t, dim=1), reduction='batchmean')
         return kl * self.tau ** 2
 
+    def distill_factor(self, iteration: Optional[int] = None) -> float:
+        """The warm-up factor of the distillation term at ``iteration`` (default: the runner's).
+
+        ``'linear'``: min(iter / N, 1); ``'step'``: 0 for iter < N, then 1. Always 1 without a
+        warm-up or outside training.
+        """
+        n = self.distill_warmup_iters
+        if not n or not self.training:
+            return 1.0
+        if iteration is None:
+            iteration = MessageHub.get_current_instance().get_info('iter')
+        if iteration is None:
+            raise RuntimeError('DiffKD: distill_warmup_iters is set but no iteration is known: '
+                               "train through MMEngine's Runner (it records the iteration in "
+                               "the message hub) or pass forward(..., iteration=i).")
+        if self.distill_warmup == 'step':
+            return 0.0 if iteration < n else 1.0
+        return min(iteration / n, 1.0)
+
     # ----------------------------------------------------------------------------- forward
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None, *,
                 token_hw: Optional[Sequence[int]] = None,
@@ -295,14 +345,16 @@ class DiffKD(nn.Module):
                 diffusion_noise: Optional[Tensor] = None,
                 timesteps: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None,
+                iteration: Optional[int] = None,
                 return_denoised: bool = False
-                ) -> Union[Dict[str, Tensor], Tuple[Dict[str, Tensor], Dict[str, Tensor]]]:
+                ) -> Union[LossParts, Tuple[LossParts, Dict[str, Tensor]]]:
         """Weighted losses ``distill``, ``diffusion`` and, with the autoencoder, ``ae``.
 
         ``noise`` (start of sampling), ``diffusion_noise`` and ``timesteps`` (diffusion loss)
         replace the random draws, which are otherwise taken in that order from ``generator``
-        (or the global RNG). With ``return_denoised=True`` returns ``(losses, extras)``,
-        extras = ``denoised`` (in the student's layout), ``target`` (map) and ``gamma`` (B,).
+        (or the global RNG). ``iteration`` overrides the runner's for the warm-up. With
+        ``return_denoised=True`` returns ``(losses, extras)``, extras = ``denoised`` (in the
+        student's layout), ``aligned`` and ``target`` (maps) and ``gamma`` (B,).
         """
         if student.dim() == 2 and self.kernel_size == 3 and not self._warned_logits:
             self._warned_logits = True
@@ -313,25 +365,51 @@ class DiffKD(nn.Module):
         t = self._to_map(teacher, 'teacher', hw, student).detach()
         self._check_inputs(s, t, student, teacher)
 
-        s = pointwise(self.align, s)
-        losses = {}
-        if self.use_ae:
-            latent, rec = self.autoencoder(t)
-            ae_loss = F.mse_loss(_float(rec), _float(t))
-            target = latent.detach()
-        else:
-            target = t
-        refined, gamma = self.denoise(s, noise, generator)
+        factor = self.distill_factor(iteration)
+        aligned = pointwise(self.align, s)
+        target, ae_loss = self._encode(t)
+        refined, gamma = self.denoise(aligned, noise, generator)
         diffusion = self.diffusion_loss(target, diffusion_noise, timesteps, generator)
-        losses['distill'] = self.distill_weight * self._distill(refined, target)
-        losses['diffusion'] = self.diffusion_weight * diffusion
+        distill = self._distill(refined, target)
+        parts = dict(distill=self.distill_weight * factor * distill,
+                     diffusion=self.diffusion_weight * diffusion)
         if self.use_ae:
-            losses['ae'] = self.ae_weight * ae_loss
+            parts['ae'] = self.ae_weight * ae_loss
 
-        extras = dict(denoised=self._from_map(refined, student), target=target, gamma=gamma)
-        if self.keep_denoised:
-            self.last_outputs = {k: v.detach() for k, v in extras.items()}
-        return (losses, extras) if return_denoised else losses
+        with torch.no_grad():  # device tensors only: no host sync
+            aligned_mse = F.mse_loss(_float(aligned), _float(target))
+            denoised_mse = distill if self.distill_loss == 'mse' else \
+                F.mse_loss(_float(refined), _float(target))
+            diagnostics = dict(gamma=gamma.mean(), aligned_mse=aligned_mse,
+                               denoise_gain=aligned_mse / denoised_mse.clamp_min(1e-12))
+            if self.distill_warmup_iters:
+                diagnostics['distill_factor'] = distill.new_full((), factor)
+        losses = LossParts(parts, diagnostics)
+        if not return_denoised:
+            return losses
+        return losses, dict(denoised=self._from_map(refined, student), refined=refined,
+                            aligned=aligned, target=target, gamma=gamma)
+
+    def teacher_losses(self, teacher: Tensor, *, token_hw: Optional[Sequence[int]] = None,
+                       diffusion_noise: Optional[Tensor] = None,
+                       timesteps: Optional[Tensor] = None,
+                       generator: Optional[torch.Generator] = None) -> LossParts:
+        """The parts that learn from the teacher alone: weighted ``diffusion`` (and ``ae``).
+
+        Pre-training (``tools/pretrain_diffkd.py``) minimises them on the teacher's features of
+        the training set before distillation starts; the forward computes the same terms.
+        """
+        t = self._to_map(teacher, 'teacher', self._check_hw(token_hw) or self.token_hw,
+                         teacher).detach()
+        if t.shape[1] != self.teacher_channels:
+            raise ValueError(f'DiffKD: built for teacher_channels={self.teacher_channels}, but '
+                             f'got a teacher of shape {tuple(teacher.shape)}.')
+        target, ae_loss = self._encode(t)
+        parts = dict(diffusion=self.diffusion_weight * self.diffusion_loss(
+            target, diffusion_noise, timesteps, generator))
+        if self.use_ae:
+            parts['ae'] = self.ae_weight * ae_loss
+        return LossParts(parts)
 
     def extra_repr(self) -> str:
         return (f'student_channels={self.student_channels}, '
@@ -339,4 +417,6 @@ class DiffKD(nn.Module):
                 f'use_ae={self.use_ae}, channels={self.channels}, '
                 f'distill_loss={self.distill_loss!r}, '
                 f'distill_updates_diffusion={self.distill_updates_diffusion}, '
-                f'grad_checkpoint={self.grad_checkpoint}')
+                f'grad_checkpoint={self.grad_checkpoint}, '
+                f'distill_warmup_iters={self.distill_warmup_iters}, '
+                f'distill_warmup={self.distill_warmup!r}')

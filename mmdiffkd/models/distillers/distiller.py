@@ -14,6 +14,7 @@ import inspect
 import os.path as osp
 import weakref
 from collections import OrderedDict
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -81,11 +82,17 @@ def _is_url(path):
     return '://' in path
 
 
+def _check_file(filename, role):
+    if not isinstance(filename, str):
+        raise TypeError(f'{role} must be a path or URL string, got {type(filename).__name__}.')
+    if not _is_url(filename) and not osp.isfile(osp.expanduser(filename)):
+        raise FileNotFoundError(f'{role} {filename!r} does not exist (expected a local .pth '
+                                'file or an http(s):// URL).')
+
+
 def load_weights(model, filename, role):
     """Load ``filename`` into ``model`` with ``torch.load(weights_only=True)``, strictly."""
-    if not _is_url(filename) and not osp.isfile(osp.expanduser(filename)):
-        raise FileNotFoundError(f'{role} checkpoint {filename!r} does not exist (expected a '
-                                'local .pth file or an http(s):// URL).')
+    _check_file(filename, f'{role} checkpoint')
     from mmdiffkd.engine.checkpoint import load_checkpoint_safe
     return load_checkpoint_safe(model, filename, map_location='cpu', strict=True)
 
@@ -99,6 +106,16 @@ class _Entry:
     @property
     def key(self):
         return self.name if self.label is None else f'{self.name}_{self.label}'
+
+
+class DistillPair(NamedTuple):
+    """One loss entry of a step: log key, loss module and the tensors it is given."""
+    key: str
+    module: nn.Module
+    student: object
+    teacher: object
+    weight: float
+    takes_samples: bool
 
 
 def _remove_hooks(*recorder_sets):
@@ -127,6 +144,9 @@ class Distiller(BaseModel):
         stop_teacher_early (bool): end the teacher forward once its records are taken.
         dry_run (dict): ``input_size=(H, W)`` and ``in_channels`` of the fake batch used at
             build time to infer channel counts and check spatial shapes.
+        init_distill_losses (str, optional): a checkpoint of the distillation modules (keys
+            as in ``distill_losses.state_dict()``, e.g. written by ``tools/pretrain_diffkd.py``),
+            loaded strictly after initialisation; a resume still overrides it.
         data_preprocessor (dict, optional): defaults to the student's own, run once per batch.
             A dict without ``type`` (the experiment's top-level one, which MMEngine's Runner
             injects) is given to the student model dict, as the student's own experiment would.
@@ -140,6 +160,7 @@ class Distiller(BaseModel):
                  renormalize_teacher_inputs=True,
                  stop_teacher_early=True,
                  dry_run=None,
+                 init_distill_losses=None,
                  data_preprocessor=None,
                  init_cfg=None):
         if isinstance(data_preprocessor, dict) and 'type' not in data_preprocessor:
@@ -170,6 +191,9 @@ class Distiller(BaseModel):
             raise KeyError(f'dry_run has unknown keys {sorted(unknown)}; valid: '
                            f'{sorted(self.dry_run_cfg)}.')
         self.dry_run_cfg.update(dry_run or {})
+        if init_distill_losses is not None:
+            _check_file(init_distill_losses, 'init_distill_losses checkpoint')
+        self.init_distill_losses = init_distill_losses
         if teacher_ckpt is not None:
             load_weights(teacher_model, teacher_ckpt, 'teacher')
         teacher_model.eval()
@@ -215,13 +239,8 @@ class Distiller(BaseModel):
             raise ValueError('teacher.checkpoint is missing: a teacher must be trained. Give '
                              'teacher=dict(config=..., checkpoint="path/or/url.pth"); for a smoke '
                              'test only, checkpoint=None with allow_untrained=True.')
-        if checkpoint is not None and not isinstance(checkpoint, str):
-            raise TypeError(f'{role}.checkpoint must be a path or URL string, got '
-                            f'{type(checkpoint).__name__}.')
-        if checkpoint is not None and not _is_url(checkpoint) \
-                and not osp.isfile(osp.expanduser(checkpoint)):
-            raise FileNotFoundError(f'{role} checkpoint {checkpoint!r} does not exist (expected '
-                                    'a local .pth file or an http(s):// URL).')
+        if checkpoint is not None:
+            _check_file(checkpoint, f'{role} checkpoint')
         scope = infer_scope(model_cfg, file_scope, role)
         model = build_model_in_scope(model_cfg, scope)
         model._mmdiffkd_scope = scope
@@ -365,6 +384,11 @@ class Distiller(BaseModel):
             if loss_cls is None:
                 raise KeyError(f'distill_losses.{name}: unknown loss type {loss_cfg["type"]!r} '
                                f'in the mmdiffkd registry; known: {sorted(MODELS.module_dict)}.')
+            if getattr(loss_cls, 'diagnostics', ()) and 'loss' in name:
+                raise ValueError(f'distill_losses.{name}: the name contains "loss", but '
+                                 f'{loss_cls.__name__} logs diagnostics as "{name}.<name>" and '
+                                 'MMEngine sums every logged key containing "loss" into the '
+                                 'total; rename the declaration without "loss" in it.')
             takes = {k: _accepts(loss_cls.__init__, f'{k}_channels')
                      for k in ('student', 'teacher')}
             d['takes_samples'] = _accepts(loss_cls.forward, 'data_samples')
@@ -493,6 +517,8 @@ class Distiller(BaseModel):
         super().init_weights()
         if self.student_checkpoint is not None:
             load_weights(self.student, self.student_checkpoint, 'student')
+        if self.init_distill_losses is not None:
+            load_weights(self.distill_losses, self.init_distill_losses, 'init_distill_losses')
 
     def train(self, mode=True):
         super().train(mode)
@@ -523,37 +549,57 @@ class Distiller(BaseModel):
     def loss(self, inputs, data_samples=None):
         """Student task losses plus every weighted distillation loss, each under its own key
         (a student's bare ``loss`` key, mmpretrain's, becomes ``loss_student``)."""
+        losses, pairs = self.distill_pairs(inputs, data_samples)
+        for p in pairs:
+            out = p.module(p.student, p.teacher, data_samples) if p.takes_samples \
+                else p.module(p.student, p.teacher)
+            self._put(losses, p.key, out, p.weight)
+        return losses
+
+    def distill_pairs(self, inputs, data_samples=None, run_student=True):
+        """Run the teacher (no grad) and the student (``mode='loss'``) once on a batch.
+
+        Returns ``(student_losses, pairs)``: the student's task losses and one
+        :class:`DistillPair` per loss entry, holding the records exactly as the loss sees them
+        (indexed, detached teacher, resized). Hooks and tools use it to look at what is
+        distilled; with ``run_student=False`` only the teacher runs (``student_losses`` is
+        empty and every ``pair.student`` is None), e.g. to pre-train DiffKD on teacher features.
+        """
         if self.teacher.training:
             self.teacher.eval()
         teacher_inputs = self.teacher_inputs(inputs)
+        losses, pairs = {}, []
         try:
             with torch.no_grad():
                 self.teacher_records.run(lambda: self._teacher_forward(teacher_inputs,
                                                                        data_samples),
                                          stop_early=self.stop_teacher_early)
-            with self.student_records.recording():
-                losses = self.student(inputs, data_samples, mode='loss')
-            losses = dict(losses)
-            if 'loss' in losses:
-                # mmpretrain's heads return their loss as the bare key 'loss', the key MMEngine's
-                # parse_losses gives the total: it would log the student's loss as the total.
-                losses['loss_student'] = losses.pop('loss')
+            if run_student:
+                with self.student_records.recording():
+                    losses = dict(self.student(inputs, data_samples, mode='loss'))
+                if 'loss' in losses:
+                    # mmpretrain's heads return their loss as the bare key 'loss', the key
+                    # MMEngine's parse_losses gives the total: it would log the student's loss
+                    # as the total.
+                    losses['loss_student'] = losses.pop('loss')
             for name, d in self._declarations.items():
                 module = self.distill_losses[name]
                 for e in d['entries']:
-                    s = self.student_records.get(d['student'], d['source'], e.call, e.index)
                     t = self.teacher_records.get(d['teacher'], d['source'], e.call, e.index)
                     if torch.is_tensor(t):
                         t = t.detach()
-                    s, t = self._match(name, d, e, s, t)
+                    s = None
+                    if run_student:
+                        s = self.student_records.get(d['student'], d['source'], e.call, e.index)
+                        s, t = self._match(name, d, e, s, t)
                     loss_fn = module[e.label.replace('.', '_')] \
                         if isinstance(module, nn.ModuleDict) else module
-                    out = loss_fn(s, t, data_samples) if d['takes_samples'] else loss_fn(s, t)
-                    self._put(losses, f'loss_{e.key}', out, d['weight'])
+                    pairs.append(DistillPair(e.key, loss_fn, s, t, d['weight'],
+                                             d['takes_samples']))
         finally:
             self.student_records.clear()
             self.teacher_records.clear()
-        return losses
+        return losses, pairs
 
     def _teacher_forward(self, inputs, data_samples):
         if self.teacher_mode == 'predict' and data_samples is not None:
@@ -574,14 +620,19 @@ class Distiller(BaseModel):
         return s, resize_to(t, s.shape[2:])
 
     @staticmethod
-    def _put(losses, key, out, weight):
+    def _put(losses, entry, out, weight):
+        """``loss_<entry>[_<part>]`` = weight x part; diagnostics as ``<entry>.<name>``, unweighted
+        (MMEngine logs every key and sums only those containing 'loss')."""
         items = out.items() if isinstance(out, dict) else [(None, out)]
-        for part, value in items:
-            k = key if part is None else f'{key}_{part}'
+        logged = [(f'loss_{entry}' if part is None else f'loss_{entry}_{part}', value * weight)
+                  for part, value in items]
+        logged += [(f'{entry}.{name}', value)
+                   for name, value in getattr(out, 'diagnostics', {}).items()]
+        for k, value in logged:
             if k in losses:
                 raise KeyError(f'Log key {k!r} of a distillation loss clashes with a key the '
                                'student already returns; rename the declaration.')
-            losses[k] = value * weight
+            losses[k] = value
 
 
 # ---- state dict hooks: the teacher in or out of checkpoints -------------------------------------
