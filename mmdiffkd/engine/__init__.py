@@ -8,6 +8,7 @@ from .checkpoint import (CheckpointMismatchError, UnsafeCheckpointError, extract
                          install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
                          load_state_dict_checked, revise_state_dict, torch_load_safe)
 from .cpu_ddp import CPUDistributedDataParallel
+from .diffkd_vis_hook import DiffKDVisHook
 from .export import export_student, student_state_dict
 from .launch import prepare_launch, setup_amp
 from .safe_globals import (mmengine_checkpoint_globals, mmengine_safe_globals,
@@ -20,7 +21,8 @@ __all__ = [
     'CheckpointMismatchError', 'UnsafeCheckpointError', 'extract_state_dict',
     'install_safe_loaders', 'load_checkpoint_file', 'load_checkpoint_safe',
     'load_state_dict_checked', 'revise_state_dict', 'torch_load_safe',
-    'CPUDistributedDataParallel', 'export_student', 'student_state_dict', 'prepare_launch',
+    'CPUDistributedDataParallel', 'DiffKDVisHook', 'export_student', 'student_state_dict',
+    'prepare_launch',
     'setup_amp', 'StepSeedHook', 'step_seed', 'mmengine_checkpoint_globals',
     'mmengine_safe_globals', 'register_mmengine_safe_globals',
 ]
