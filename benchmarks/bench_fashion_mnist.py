@@ -3,6 +3,8 @@
     python benchmarks/bench_fashion_mnist.py --list     # what is cached, what would train, how long
     python benchmarks/bench_fashion_mnist.py            # all methods, seeds 0 1 2, demo settings
     python benchmarks/bench_fashion_mnist.py --methods student kd dkd --seeds 0 1
+    python benchmarks/bench_fashion_mnist.py --tune     # benchmarks/tuning.py, hold-out split
+    python benchmarks/bench_fashion_mnist.py --tune --shard 1/2  # half of the runs (2 processes)
 
 The protocol is the demo's (``tools/demo.py``: its options, e.g. ``--train-size``, pass through):
 one teacher (``--teacher-seed``, the demo's cached one) teaches every seed; each (method, seed)
@@ -12,6 +14,10 @@ method trains before any seed 1 run, so a partial run already gives one full col
 warm-up (DKD's) is scaled to the run's length (``demo.scale_warmups``). After every run the table
 (top-1 per seed, mean +- sample std, share of the teacher-student gap closed) is written to
 ``--out`` (default ``<work-dir>/comparison.md``) and the numbers to ``comparison.json``.
+``--tune`` trains every trial of ``benchmarks/tuning.py`` (student seed 0) and the student
+alone, all scored on the hold-out split (the last 10000 training images, never trained on), and
+writes ``<work-dir>/tuning.md``. ``--shard i/n`` runs every n-th run only, so two processes (one
+torch thread each) share the work; train the teacher first (``--list`` says whether it is cached).
 Not a CI test: each run takes minutes on a CPU.
 """
 import argparse
@@ -25,6 +31,8 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import tuning  # noqa: E402  (benchmarks/tuning.py: the trials and how runs are shared)
 # Where a method has no cached run of this protocol, its time is estimated from one that has:
 # the logit and feature losses add little to KD's teacher + student passes; the DiffKD
 # combinations cost about DiffKD's.
@@ -199,6 +207,70 @@ def write_report(top1, teacher, runs, out, seeds, demo):
     return text
 
 
+def tune(demo, rest, shard=None, grid=None):
+    """Train (or reuse) every tuning trial on the hold-out split; returns the report text."""
+    grid = grid or tuning.FASHION_MNIST
+    args = demo.parse_args(rest + ['--seed', '0', '--split', 'holdout', '--no-progress'])
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from mmdiffkd.datasets import prepare_fashion_mnist
+    prepare_fashion_mnist(args.data_root)
+    teacher_path, teacher = demo.get_teacher(args, progress=False)
+    runs = tuning.tuning_runs(grid)
+    mine = runs if shard is None else tuning.shard_filter(runs, shard)
+    results = {}
+    for method, trial in runs:
+        options = None if trial is None else dict(trial.options)
+        if trial is not None and trial.pretrain:
+            options['model.init_distill_losses'] = demo.pretrain_path(
+                method, args, teacher_path, options=trial.options, **trial.pretrain)
+        _, _, found = demo.student_cache(method, args, teacher_path, options)
+        if (method, trial) in mine and not found:
+            if trial is not None and trial.pretrain:
+                demo.pretrain(method, args, teacher_path, options=trial.options,
+                              **trial.pretrain)
+            print(f'training {method} {trial.name if trial else "alone"} on the hold-out '
+                  'split', flush=True)
+            found = True
+            result = demo.train_student(method, args, teacher_path, progress=False,
+                                        options=options)
+        elif found:
+            with open(found) as f:
+                result = json.load(f)
+        else:
+            continue  # another shard's run, not finished yet
+        results[(method, trial.name if trial else 'alone')] = result
+    text = tuning_report(results, grid, args, teacher['top1'])
+    out = osp.join(args.work_dir, 'tuning.md')
+    with open(out + '.tmp', 'w') as f:
+        f.write(text)
+    os.replace(out + '.tmp', out)
+    return text
+
+
+def tuning_report(results, grid, args, teacher_test_top1):
+    """Markdown: per method its trials by hold-out top-1, best first."""
+    alone = results.get(('student', 'alone'), {}).get('top1')
+    lines = [f'Tuning on the hold-out split (the last 10000 Fashion-MNIST training images), '
+             f'students trained on the first {args.train_size} for {args.student_epochs} '
+             f'epochs, seed 0. Student alone: '
+             f'{"not run yet" if alone is None else f"{alone:.2f}"}; the teacher (test split, '
+             f'for reference) {teacher_test_top1:.2f}.', '']
+    for method, trials in grid.items():
+        done = [(results[(method, t.name)]['top1'], t) for t in trials
+                if (method, t.name) in results]
+        lines.append(f'| {method}: trial (round) | hold-out top-1 (%) | settings |')
+        lines.append('|---|---:|---|')
+        for top1, t in sorted(done, key=lambda x: -x[0]):
+            settings = ', '.join(f'{k.split(".", 2)[-1]}={v}' for k, v in t.options.items())
+            if t.pretrain:
+                settings += f', pre-training {t.pretrain}'
+            lines.append(f'| {t.name} ({t.round}) | {top1:.2f} | {settings} |')
+        lines.append(f'\n{len(done)} of {len(trials)} trials done.\n')
+    return '\n'.join(lines)
+
+
 def parse(argv, demo):
     parser = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
@@ -210,6 +282,9 @@ def parse(argv, demo):
     parser.add_argument('--list', '--dry-run', dest='list', action='store_true',
                         help='print which runs are cached and which would train, then stop')
     parser.add_argument('--out', help='markdown table (default <work-dir>/comparison.md)')
+    parser.add_argument('--tune', action='store_true',
+                        help='run the tuning trials of benchmarks/tuning.py on the hold-out split')
+    parser.add_argument('--shard', type=tuning.parse_shard, help='i/n: every n-th run only')
     known, rest = parser.parse_known_args(argv)
     if len(set(known.seeds)) != len(known.seeds):
         parser.error(f'--seeds {known.seeds}: give distinct seeds.')
@@ -226,7 +301,12 @@ def parse(argv, demo):
 def main(argv=None):
     demo = load_demo()
     known, rest = parse(argv, demo)
+    if known.tune:
+        print(tune(demo, rest, known.shard))
+        return 0
     runs = plan(demo, known.methods, known.seeds, rest)
+    if known.shard:
+        runs = tuning.shard_filter(runs, known.shard)
     args = runs[0]['args']
     out = known.out or osp.join(args.work_dir, 'comparison.md')
     teacher_file = demo.teacher_path(args)

@@ -4,6 +4,8 @@
     python benchmarks/bench_scenes.py --task det                  # RetinaNet: bbox mAP
     python benchmarks/bench_scenes.py --task seg                  # DeepLabV3: mIoU
     python benchmarks/bench_scenes.py --task det --runs student diffkd --seeds 0 1
+    python benchmarks/bench_scenes.py --task det --tune           # benchmarks/tuning.py trials
+    python benchmarks/bench_scenes.py --task det --tune --shard 2/2  # every 2nd run (2 processes)
 
 Each run is ``tools/train.py CONFIG --work-dir work_dirs/bench_scenes/<task>/<run>_seed<s>``
 with ``randomness.seed=<s>``; distilled runs take the teacher of ``teacher_seed<teacher-seed>``.
@@ -13,6 +15,12 @@ leaves ``result.json`` in its work dir and is reused, so the command can be stop
 again. Not a CI test: on the shared 2-core CPU machine (one thread per run) the RetinaNet
 teacher took 61 min, each RetinaNet student 9-17 min; the DeepLabV3 R-50 teacher 44 min, each
 DeepLabV3 R-18 student 7-15 min.
+
+``--tune`` runs the student alone and every trial of ``benchmarks/tuning.py`` for the task
+(seed 0, work dirs ``<run>-<trial>_seed0_holdout``): students train on the first 80 % of the
+train scenes and are scored on the last 20 % (``tools/make_scenes.py`` writes both parts); the
+val scenes, the final tables' test split, are not used. The table goes to
+``<work-root>/<task>_tuning.md``.
 """
 import argparse
 import glob
@@ -25,10 +33,22 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import tuning  # noqa: E402  (benchmarks/tuning.py: the trials and how runs are shared)
 CONFIGS = osp.join(REPO, 'configs', 'scenes')
 
+HOLDOUT_DIR = 'data/scenes/'
 TASKS = {
     'det': dict(
+        # Tuning: train on the first 80 % of the train scenes, score on the last 20 %.
+        holdout_options=(
+            'train_dataloader.dataset.ann_file=annotations/train_fit.json',
+            'val_dataloader.dataset.ann_file=annotations/train_holdout.json',
+            'val_dataloader.dataset.data_prefix.img=train/images/',
+            f'val_evaluator.ann_file={HOLDOUT_DIR}annotations/train_holdout.json',
+            'test_dataloader.dataset.ann_file=annotations/train_holdout.json',
+            'test_dataloader.dataset.data_prefix.img=train/images/',
+            f'test_evaluator.ann_file={HOLDOUT_DIR}annotations/train_holdout.json'),
         metric='coco/bbox_mAP', extra=('coco/bbox_mAP_50', 'coco/bbox_mAP_s'), scale=100.0,
         # Students (alone and distilled) train half the teacher's 6 epochs, LR step after 2.
         student_options=('train_cfg.max_epochs=3', 'train_cfg.val_interval=3',
@@ -42,6 +62,14 @@ TASKS = {
         labels={'teacher': 'RetinaNet R-50 (teacher)', 'student': 'RetinaNet R-18 alone',
                 'diffkd': 'R-18 + DiffKD (5 FPN levels)', 'pkd': 'R-18 + PKD (5 FPN levels)'}),
     'seg': dict(
+        holdout_options=(
+            'train_dataloader.dataset.ann_file=splits/train_fit.txt',
+            'val_dataloader.dataset.ann_file=splits/train_holdout.txt',
+            'val_dataloader.dataset.data_prefix.img_path=train/images',
+            'val_dataloader.dataset.data_prefix.seg_map_path=train/labels',
+            'test_dataloader.dataset.ann_file=splits/train_holdout.txt',
+            'test_dataloader.dataset.data_prefix.img_path=train/images',
+            'test_dataloader.dataset.data_prefix.seg_map_path=train/labels'),
         metric='mIoU', extra=('aAcc',), scale=1.0,
         # Students (alone and distilled) train half the teacher's 1000 iterations.
         student_options=('train_cfg.max_iters=500', 'train_cfg.val_interval=500',
@@ -85,19 +113,39 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def run_options(task, run, seed, cfg_options=()):
-    """The ``--cfg-options`` of one run: seed, the user's options, the students' schedule and
-    the run's own options (a variant of a config)."""
+def format_option(key, value):
+    """``key=value`` as MMEngine's ``--cfg-options`` parses it back to ``value``."""
+    def text(v):
+        if isinstance(v, (list, tuple)):
+            inner = ','.join(text(x) for x in v)
+            return f'[{inner}]' if isinstance(v, list) else f'({inner})'
+        return str(v)
+    return f'{key}={text(value)}'
+
+
+def run_options(task, run, seed, cfg_options=(), trial=None, split='test'):
+    """The ``--cfg-options`` of one run: seed, the user's options, the students' schedule, the
+    run's own options (a variant of a config), the hold-out data and the trial's settings."""
     spec = TASKS[task]
     options = [f'randomness.seed={seed}', *cfg_options]
     if run != 'teacher':
         options += spec['student_options']
-    return options + list(spec.get('run_options', {}).get(run, ()))
+    options += list(spec.get('run_options', {}).get(run, ()))
+    if split == 'holdout':
+        options += list(spec['holdout_options'])
+    if trial is not None:
+        options += [format_option(k, v) for k, v in trial.options.items()]
+    return options
 
 
-def run_one(task, run, seed, args):
+def run_name(run, seed, trial=None, split='test'):
+    name = run if trial is None else f'{run}-{trial.name}'
+    return f'{name}_seed{seed}' + ('' if split == 'test' else f'_{split}')
+
+
+def run_one(task, run, seed, args, trial=None, split='test'):
     spec = TASKS[task]
-    work_dir = osp.join(args.work_root, task, f'{run}_seed{seed}')
+    work_dir = osp.join(args.work_root, task, run_name(run, seed, trial, split))
     result_file = osp.join(work_dir, 'result.json')
     if osp.exists(result_file) and not args.force:
         with open(result_file) as f:
@@ -107,17 +155,20 @@ def run_one(task, run, seed, args):
         raise FileNotFoundError(f'{config} does not exist; runs of {task}: '
                                 f'{sorted(spec["runs"])}')
     os.makedirs(work_dir, exist_ok=True)
-    options = run_options(task, run, seed, args.cfg_options)
+    options = run_options(task, run, seed, args.cfg_options, trial, split)
     finished = collect(work_dir, spec, run, seed, config, options)
     if finished is not None and not args.force:
-        return _save(finished, result_file)
+        return _save(dict(finished, trial=trial and trial.name, split=split), result_file)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if run not in ('teacher', 'student'):
         teacher_dir = osp.join(args.work_root, task, f'teacher_seed{args.teacher_seed}')
         options.append(f'model.teacher.checkpoint={last_checkpoint(teacher_dir)}')
+        if trial is not None and trial.pretrain:
+            options.append('model.init_distill_losses=' +
+                           pretrain(config, options, work_dir, trial.pretrain, env))
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *options]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    print(f'[{task}] {run} seed {seed}: {" ".join(cmd)}', flush=True)
+    print(f'[{task}] {run_name(run, seed, trial, split)}: {" ".join(cmd)}', flush=True)
     start = time.time()
     with open(osp.join(work_dir, 'train.log'), 'w') as log:
         code = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -126,8 +177,23 @@ def run_one(task, run, seed, args):
     result = collect(work_dir, spec, run, seed, config, options)
     if result is None:
         raise RuntimeError(f'{run} seed {seed}: no final {spec["metric"]} in {work_dir}')
-    result['wall_s'] = time.time() - start
+    result.update(wall_s=time.time() - start, trial=trial and trial.name, split=split)
     return _save(result, result_file)
+
+
+def pretrain(config, options, work_dir, settings, env):
+    """tools/pretrain_diffkd.py for a run (its data and teacher); returns the file it wrote."""
+    out = osp.join(work_dir, 'diffkd_pretrained.pth')
+    if osp.exists(out):
+        return out
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'pretrain_diffkd.py'), config,
+           '--work-dir', osp.join(work_dir, 'pretrain'), '--out', out,
+           '--iters', str(settings['iters']), '--lr', str(settings.get('lr', 1e-3)),
+           '--cfg-options', *options]
+    with open(osp.join(work_dir, 'pretrain.log'), 'w') as log:
+        if subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT):
+            raise RuntimeError(f'pre-training failed; see {work_dir}/pretrain.log')
+    return out
 
 
 def _save(result, path):
@@ -196,6 +262,49 @@ def table(task, results):
     return '\n'.join(rows)
 
 
+def tune(args, grid=None):
+    """Student alone and every trial of the task on the hold-out part (seed 0); the table."""
+    grid = grid or tuning.SCENES[args.task]
+    runs = tuning.tuning_runs(grid)
+    mine = runs if args.shard is None else tuning.shard_filter(runs, args.shard)
+    results = {}
+    for run, trial in runs:
+        if (run, trial) in mine:
+            results[(run, trial)] = run_one(args.task, run, 0, args, trial, 'holdout')
+            continue
+        path = osp.join(args.work_root, args.task, run_name(run, 0, trial, 'holdout'),
+                        'result.json')
+        if osp.exists(path):  # another shard's run, finished
+            with open(path) as f:
+                results[(run, trial)] = json.load(f)
+    text = tuning_table(args.task, grid, results)
+    path = osp.join(args.work_root, f'{args.task}_tuning.md')
+    with open(path + '.tmp', 'w') as f:
+        f.write(text + '\n')
+    os.replace(path + '.tmp', path)
+    return text
+
+
+def tuning_table(task, grid, results):
+    spec = TASKS[task]
+    key, scale = spec['metric'], spec['scale']
+    alone = results.get(('student', None))
+    alone = 'not run yet' if alone is None else f'{alone["metrics"][key] * scale:.1f}'
+    lines = [f'Tuning on the hold-out part of the train scenes (last 20 %; students trained on the '
+             f'first 80 %), seed 0. Student alone: {alone}.', '']
+    for run, trials in grid.items():
+        done = [(results[(run, t)]['metrics'][key] * scale, t) for t in trials
+                if (run, t) in results]
+        lines += [f'| {run}: trial (round) | hold-out {key} | settings |', '|---|---:|---|']
+        for value, t in sorted(done, key=lambda x: -x[0]):
+            settings = ', '.join(f'{k.split(".", 2)[-1]}={v}' for k, v in t.options.items())
+            if t.pretrain:
+                settings += f', pre-training {t.pretrain}'
+            lines.append(f'| {t.name} ({t.round}) | {value:.1f} | {settings} |')
+        lines.append(f'\n{len(done)} of {len(trials)} trials done.\n')
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--task', choices=sorted(TASKS), required=True)
@@ -207,7 +316,13 @@ def main(argv=None):
     parser.add_argument('--force', action='store_true', help='retrain cached runs')
     parser.add_argument('--cfg-options', nargs='*', default=[],
                         help='extra key=value options for every run')
+    parser.add_argument('--tune', action='store_true',
+                        help='the tuning trials of benchmarks/tuning.py on the hold-out part')
+    parser.add_argument('--shard', type=tuning.parse_shard, help='i/n: every n-th run only')
     args = parser.parse_args(argv)
+    if args.tune:
+        print(tune(args))
+        return
     runs = args.runs or list(TASKS[args.task]['runs'])
     unknown = sorted(set(runs) - set(TASKS[args.task]['runs']))
     if unknown:

@@ -1,7 +1,6 @@
 """The all-methods Fashion-MNIST benchmark (benchmarks/bench_fashion_mnist.py): method names,
 per-run caching and resume, seed-major order, the table's arithmetic, DKD's warm-up scaled to
-the run, and reuse of runs cached before the distiller's data_preprocessor change."""
-import copy
+the run, and the tuning stage on the hold-out split."""
 import importlib.util
 import json
 import os.path as osp
@@ -149,56 +148,6 @@ def test_plan_order_caching_and_resume(bench, demo, tmp_path, monkeypatch, capsy
     assert (tmp_path / 'comparison.md').read_text() == table
 
 
-def _build(cfg, model_cfg):
-    """The model as MMEngine's Runner builds it (top-level data_preprocessor as a default)."""
-    from mmengine.registry import init_default_scope
-
-    from mmdiffkd.registry import MODELS
-    init_default_scope('mmpretrain')
-    model_cfg = copy.deepcopy(model_cfg)
-    model_cfg.setdefault('data_preprocessor', copy.deepcopy(cfg.data_preprocessor))
-    model_cfg.teacher = dict(config=model_cfg.teacher.config, checkpoint=None,
-                             allow_untrained=True)
-    torch.manual_seed(0)
-    return MODELS.build(model_cfg)
-
-
-def test_runs_cached_before_the_preprocessor_change_are_reused(demo, tmp_path):
-    args = demo.parse_args(_rest(tmp_path) + ['--seed', '0'])
-    cfg, path, found = demo.student_cache('kd', args, 'teacher.pth')
-    assert found is None
-    legacy = demo.legacy_config_hash(cfg)
-    assert legacy and legacy != demo.config_hash(cfg)
-    assert demo.legacy_config_hash(demo.student_config('student', args, None)) is None
-    legacy_path = osp.join(str(tmp_path), f'kd_{legacy}.json')
-    with open(legacy_path, 'w') as f:
-        json.dump(dict(top1=80.0), f)
-    assert demo.student_cache('kd', args, 'teacher.pth')[1:] == (path, legacy_path)
-    # Only the configs that existed then have an old key.
-    assert demo.student_cache('dkd', args, 'teacher.pth')[2] is None
-
-    # The old form (model.data_preprocessor=None, the student's) and the new one (the
-    # top-level dict, given to the student) build the same model with the same preprocessing.
-    old = copy.deepcopy(cfg.model)
-    old_model = type(old)()
-    for key, value in old.items():
-        old_model[key] = value
-        if key == 'teacher':
-            old_model['data_preprocessor'] = None
-    new, before = _build(cfg, cfg.model), _build(cfg, old_model)
-    for a, b in ((new, before), (new.data_preprocessor, before.data_preprocessor)):
-        sa, sb = a.state_dict(), b.state_dict()
-        assert sa.keys() == sb.keys()
-        for key in sa:
-            torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=0)
-    assert new.data_preprocessor.mean.flatten().tolist() == pytest.approx([72.94])
-    assert new.data_preprocessor.std.flatten().tolist() == pytest.approx([90.02])
-    batch = dict(inputs=[torch.full((1, 28, 28), 100, dtype=torch.uint8)] * 2,
-                 data_samples=None)
-    torch.testing.assert_close(new.data_preprocessor(batch)['inputs'],
-                               before.data_preprocessor(batch)['inputs'], rtol=0, atol=0)
-
-
 @pytest.mark.slow
 def test_end_to_end_on_a_tiny_subset(bench, tmp_path, capsys):
     """Real training (teacher + 2 methods x 2 seeds on 256 images, 1 epoch), then a resume."""
@@ -214,3 +163,49 @@ def test_end_to_end_on_a_tiny_subset(bench, tmp_path, capsys):
     assert bench.main(argv) == 0
     assert '4 of 4 runs cached, 0 to train' in capsys.readouterr().out
     assert (tmp_path / 'comparison.md').read_text() == table
+
+
+def test_tuning_grid_keys_exist_and_budgets_are_equal(bench, demo):
+    grid = bench.tuning.FASHION_MNIST
+    assert len({len(trials) for trials in grid.values()}) == 1
+    for method, trials in grid.items():
+        cfg = demo.read_config(demo.STUDENTS[method])
+        for t in trials:
+            for key in t.options:
+                node = cfg
+                for part in key.split('.')[:-1]:
+                    node = node[part]
+                # a key the config leaves at the loss's default must be a real argument
+                assert key.split('.')[-1] in node or node.get('type') == 'DiffKD', (method, key)
+
+
+def test_options_are_part_of_the_cache_key_and_work_dir(demo, tmp_path):
+    args = demo.parse_args(_rest(tmp_path) + ['--split', 'holdout'])
+    plain, path, _ = demo.student_cache('kd', args, 'teacher.pth')
+    tuned, other, _ = demo.student_cache('kd', args, 'teacher.pth',
+                                         {'model.distill_losses.logits.loss.tau': 2.0})
+    assert path != other and plain.work_dir != tuned.work_dir
+    assert tuned.model.distill_losses.logits.loss.tau == 2.0
+    assert plain.val_dataloader.dataset.split == 'holdout'
+    assert plain.default_hooks.checkpoint.save_last  # the final weights are kept (publishing)
+
+
+def test_holdout_needs_a_train_subset_before_it(demo, capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--split', 'holdout', '--train-size', '55000'])
+    assert '--train-size <= 50000' in capsys.readouterr().err
+
+
+def test_tuning_report_sorts_trials_by_holdout_score(bench, demo, tmp_path):
+    Trial = bench.tuning.Trial
+    grid = {'kd': [Trial('a', {'model.distill_losses.logits.loss.tau': 4.0}),
+                   Trial('b', {'model.distill_losses.logits.loss.tau': 2.0}),
+                   Trial('c', {})]}
+    results = {('student', 'alone'): dict(top1=80.0), ('kd', 'a'): dict(top1=82.0),
+               ('kd', 'b'): dict(top1=83.5)}
+    args = demo.parse_args(_rest(tmp_path))
+    text = bench.tuning_report(results, grid, args, 85.0)
+    rows = [line for line in text.splitlines() if line.startswith('| ') and 'trial' not in line]
+    assert rows[0].startswith('| b (1) | 83.50 | logits.loss.tau=2.0')
+    assert rows[1].startswith('| a (1) | 82.00')
+    assert 'Student alone: 80.00' in text and '2 of 3 trials done' in text

@@ -82,3 +82,86 @@ def test_unknown_run_is_refused_with_the_valid_ones(bench, capsys):
 def test_distilled_run_without_a_teacher_says_to_train_it(bench, tmp_path):
     with pytest.raises(FileNotFoundError, match='train the teacher first'):
         bench.main(['--task', 'det', '--runs', 'diffkd', '--work-root', str(tmp_path)])
+
+
+def test_holdout_options_and_trials(bench):
+    """Tuning runs train on the fit part and score on the hold-out part; a trial's settings
+    come last and parse back to their values."""
+    from mmengine.config import DictAction
+    spec = bench.TASKS['det']
+    trial = bench.tuning.Trial('t', {'model.distill_losses.fpn.weight': 5.0,
+                                     'model.distill_losses.fpn.loss.distill_updates_diffusion':
+                                         False, 'x.milestones': [2, 3]})
+    options = bench.run_options('det', 'diffkd', 0, trial=trial, split='holdout')
+    assert options[:len(spec['student_options']) + 1] == ['randomness.seed=0',
+                                                          *spec['student_options']]
+    assert 'train_dataloader.dataset.ann_file=annotations/train_fit.json' in options
+    assert any('val_evaluator.ann_file=' in o and o.endswith('train_holdout.json')
+               for o in options)
+    parsed = dict(o.split('=', 1) for o in options[-3:])
+    assert DictAction._parse_iterable(parsed['model.distill_losses.fpn.weight']) == 5.0
+    assert DictAction._parse_iterable(
+        parsed['model.distill_losses.fpn.loss.distill_updates_diffusion']) is False
+    assert DictAction._parse_iterable(parsed['x.milestones']) == [2, 3]
+    assert bench.run_name('diffkd', 0, trial, 'holdout') == 'diffkd-t_seed0_holdout'
+    assert bench.run_name('diffkd', 1) == 'diffkd_seed1'
+
+
+def test_holdout_options_point_at_files_the_generator_writes(bench, tmp_path):
+    """The hold-out files exist after make_scenes and split the train scenes 80 / 20."""
+    from mmdiffkd.datasets.scenes import SceneSettings, generate_scenes
+    from mmdiffkd.datasets.fashion_mnist import DEBIAN_DIR
+    if not osp.isfile(osp.join(DEBIAN_DIR, 'train-images-idx3-ubyte.gz')):
+        pytest.skip('needs Debian dataset-fashion-mnist (bash tools/setup.sh)')
+    out = str(tmp_path / 'scenes')
+    generate_scenes(out, SceneSettings(num_train=10, num_val=2, size=64, min_scale=16,
+                                       max_scale=32))
+    for task in ('det', 'seg'):
+        for option in bench.TASKS[task]['holdout_options']:
+            value = option.split('=', 1)[1]
+            if value.endswith(('.json', '.txt')):
+                assert osp.isfile(osp.join(out, value.replace(bench.HOLDOUT_DIR, ''))), option
+    with open(osp.join(out, 'annotations', 'train.json')) as f:
+        ids = [im['id'] for im in json.load(f)['images']]
+    parts = {}
+    for part in ('train_fit', 'train_holdout'):
+        with open(osp.join(out, 'annotations', f'{part}.json')) as f:
+            coco = json.load(f)
+        parts[part] = [im['id'] for im in coco['images']]
+        assert {a['image_id'] for a in coco['annotations']} <= set(parts[part])
+        with open(osp.join(out, 'splits', f'{part}.txt')) as f:
+            names = f.read().split()
+        assert names == [f'{i - 1:06d}' for i in parts[part]]
+    assert parts['train_fit'] == ids[:8] and parts['train_holdout'] == ids[8:]
+
+
+def test_tuning_runs_and_shards(bench):
+    Trial = bench.tuning.Trial
+    grid = {'a': [Trial('a1', {}), Trial('a2', {})], 'b': [Trial('b1', {})]}
+    runs = bench.tuning.tuning_runs(grid)
+    assert [(m, t and t.name) for m, t in runs] == [('student', None), ('a', 'a1'),
+                                                     ('b', 'b1'), ('a', 'a2')]
+    one, two = (bench.tuning.shard_filter(runs, (i, 2)) for i in (1, 2))
+    assert one + two != runs and sorted(map(str, one + two)) == sorted(map(str, runs))
+    assert bench.tuning.parse_shard('2/3') == (2, 3)
+    with pytest.raises(Exception, match='1 <= i <= n'):
+        bench.tuning.parse_shard('3/2')
+    expanded = bench.tuning.expand({'k': 1, 'j': 2}, [Trial('x', {'k': 5})])
+    assert expanded[0].options == {'k': 5, 'j': 2}
+
+
+def test_every_tuning_grid_has_equal_budgets_and_real_keys(bench):
+    """Equal number of trials for DiffKD and its baseline; every key exists in the config."""
+    from mmengine.config import Config
+    for task, grid in bench.tuning.SCENES.items():
+        sizes = {run: len(trials) for run, trials in grid.items()}
+        assert len(set(sizes.values())) == 1, (task, sizes)
+        for run, trials in grid.items():
+            cfg = Config.fromfile(osp.join(bench.CONFIGS, bench.TASKS[task]['runs'][run]))
+            for t in trials:
+                for key in t.options:
+                    node = cfg
+                    for part in key.split('.')[:-1]:
+                        node = node[part]
+                    assert key.split('.')[-1] in node or key.endswith(
+                        ('distill_updates_diffusion', 'kernel_size', 'tau')), (run, key)

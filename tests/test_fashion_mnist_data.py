@@ -100,12 +100,31 @@ def test_prepare_ungzips_once_and_repairs(tmp_path, gz):
 
 
 def test_builder_rejects_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="split='val'.*'train' or 'test'"):
+    with pytest.raises(ValueError, match="split='val'.*'train', 'test' or 'holdout'"):
         build_fashion_mnist(str(tmp_path), split='val')
     with pytest.raises(ValueError, match='contradicts'):
         build_fashion_mnist(str(tmp_path), split='test', test_mode=False)
     with pytest.raises(ValueError, match='never downloads'):
         build_fashion_mnist(str(tmp_path), download=True)
+
+
+@pytest.mark.skipif(not HAS_DEBIAN, reason='needs Debian dataset-fashion-mnist (tools/setup.sh)')
+def test_holdout_split_is_the_end_of_the_training_file(tmp_path):
+    """split='holdout' = training images 50000..59999: disjoint from any train subset N <= 50000,
+    and from the test images."""
+    root = str(tmp_path / 'fm')
+    train = build_fashion_mnist(root, split='train')
+    holdout = build_fashion_mnist(root, split='holdout')
+    assert len(holdout) == 10000
+    first = holdout.get_data_info(0)
+    assert first['gt_label'] == train.get_data_info(50000)['gt_label']
+    assert np.array_equal(first['img'], train.get_data_info(50000)['img'])
+    assert np.array_equal(holdout.get_data_info(9999)['img'], train.get_data_info(59999)['img'])
+    assert len(build_fashion_mnist(root, split='holdout', indices=100)) == 100
+    with pytest.raises(ValueError, match='1 <= N <= 10000'):
+        build_fashion_mnist(root, split='holdout', indices=20000)
+    with pytest.raises(ValueError, match='contradicts'):
+        build_fashion_mnist(root, split='holdout', test_mode=False)
 
 
 @pytest.mark.skipif(not HAS_DEBIAN, reason='needs Debian dataset-fashion-mnist (tools/setup.sh)')

@@ -59,7 +59,10 @@ FULL_TRAIN_SIZE = 60000
 
 # Defaults chosen from measured throughput to fit ~20 min on 2 CPU cores (docs/classification.md).
 DEFAULTS = dict(train_size=10000, teacher_epochs=8, student_epochs=8, val_size=None, seed=0,
-                num_workers=1, threads=1)
+                num_workers=1, threads=1, split='test')
+# Tuning scores students on the hold-out split (the last 10000 training images): every run then
+# trains on a subset of the first 50000 (mmdiffkd.FashionMNIST, split='holdout').
+HOLDOUT_SIZE = 10000
 
 
 def parse_args(argv=None):
@@ -69,7 +72,11 @@ def parse_args(argv=None):
     parser.add_argument('--train-size', type=int, default=DEFAULTS['train_size'],
                         help='train on the first N of the 60000 training images')
     parser.add_argument('--val-size', type=int, default=DEFAULTS['val_size'],
-                        help='validate on the first N of the 10000 test images (default: all)')
+                        help='validate on the first N of the 10000 images of --split '
+                        '(default: all)')
+    parser.add_argument('--split', choices=('test', 'holdout'), default=DEFAULTS['split'],
+                        help='what the students are scored on: the test images (default), or '
+                        'the hold-out split (the last 10000 training images) when tuning')
     parser.add_argument('--teacher-epochs', type=int, default=DEFAULTS['teacher_epochs'])
     parser.add_argument('--student-epochs', type=int, default=DEFAULTS['student_epochs'])
     parser.add_argument('--seed', type=int, default=DEFAULTS['seed'], help='students\' seed')
@@ -96,6 +103,10 @@ def parse_args(argv=None):
         parser.error(f'--train-size={args.train_size}; valid: 1..60000.')
     if args.val_size is not None and not 1 <= args.val_size <= 10000:
         parser.error(f'--val-size={args.val_size}; valid: 1..10000.')
+    if args.split == 'holdout' and args.train_size > FULL_TRAIN_SIZE - HOLDOUT_SIZE:
+        parser.error(f'--split holdout with --train-size={args.train_size}: the hold-out images '
+                     f'are the last {HOLDOUT_SIZE} training images; valid: --train-size <= '
+                     f'{FULL_TRAIN_SIZE - HOLDOUT_SIZE}.')
     return args
 
 
@@ -113,25 +124,32 @@ def read_config(name):
 
 
 def load_config(name, *, work_dir, data_root, train_size, epochs, seed, val_size=None,
-                num_workers=1, teacher_checkpoint=None):
-    """One of the demo's configs with the demo's overrides (subset, epochs, paths, quiet logs)."""
+                num_workers=1, teacher_checkpoint=None, split='test', options=None):
+    """One of the demo's configs with the demo's overrides (subset, epochs, paths, quiet logs,
+    logged diagnostics, the final checkpoint kept) and ``options``, a dict of dotted config
+    keys (a tuning variant: ``{'model.distill_losses.logits.loss.tau': 2.0}``)."""
     cfg = read_config(name)
+    if options:
+        cfg.merge_from_dict(copy.deepcopy(options))
     scale_warmups(cfg, train_size, epochs)
-    for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[split]
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
         loader.dataset.data_root = data_root
         loader.num_workers = num_workers
         loader.persistent_workers = num_workers > 0
     cfg.train_dataloader.dataset.indices = train_size
-    if val_size is not None:
-        cfg.val_dataloader.dataset.indices = val_size
-        cfg.test_dataloader.dataset.indices = val_size
+    for loader in (cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.split = split
+        if val_size is not None:
+            loader.dataset.indices = val_size
     cfg.train_cfg.max_epochs = epochs
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.work_dir = work_dir
     cfg.log_level = 'WARNING'
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10 ** 6)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
+    # quiet console; every 10 iterations the losses and diagnostics go to scalars.json
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=True,
+                                        max_keep_ckpts=1)
     if teacher_checkpoint is not None:
         cfg.model.teacher.checkpoint = teacher_checkpoint
     return cfg
@@ -227,6 +245,8 @@ def train(cfg, desc, progress=True):
 
 
 def teacher_config(args):
+    """The teacher trains on the students' training images and is always scored on the test
+    images (its score is a reference line, never a tuning decision)."""
     return load_config(TEACHER, work_dir=osp.join(args.work_dir, 'teacher'),
                        data_root=args.data_root, train_size=args.train_size,
                        epochs=args.teacher_epochs, seed=args.teacher_seed,
@@ -260,56 +280,52 @@ def get_teacher(args, progress=True):
     return path, dict(meta, cached=False)
 
 
-def student_config(method, args, teacher_path):
-    return load_config(STUDENTS[method], work_dir=osp.join(args.work_dir,
-                                                           f'{method}_seed{args.seed}'),
-                       data_root=args.data_root, train_size=args.train_size,
-                       epochs=args.student_epochs, seed=args.seed, val_size=args.val_size,
-                       num_workers=args.num_workers,
-                       teacher_checkpoint=None if method == 'student' else teacher_path)
+def student_config(method, args, teacher_path, options=None):
+    """The run's config; its work dir is ``<work_dir>/<method>_<config hash>``."""
+    cfg = load_config(STUDENTS[method], work_dir='', data_root=args.data_root,
+                      train_size=args.train_size, epochs=args.student_epochs, seed=args.seed,
+                      val_size=args.val_size, num_workers=args.num_workers,
+                      teacher_checkpoint=None if method == 'student' else teacher_path,
+                      split=args.split, options=options)
+    cfg.work_dir = osp.join(args.work_dir, f'{method}_{config_hash(cfg)}')
+    return cfg
 
 
-# The distillation configs that existed before commit c6af4e0 (see legacy_config_hash).
-LEGACY_METHODS = ('kd', 'dist', 'diffkd')
-
-
-def legacy_config_hash(cfg):
-    """The key the same run had before commit c6af4e0, or None for a plain model.
-
-    Until then the distillation configs set ``model.data_preprocessor=None`` (the student's);
-    c6af4e0 dropped it and made the Distiller give the top-level one (the same mean/std) to the
-    student. The built model and its training are the same (checked bit for bit,
-    tests/test_bench_fashion_mnist.py), so runs cached under the old key stay valid.
-    """
-    if cfg.model.get('type') != 'mmdiffkd.Distiller' or 'data_preprocessor' in cfg.model:
-        return None
-    from mmengine.config import ConfigDict
-    cfg = copy.deepcopy(cfg)
-    model = ConfigDict()
-    for key, value in cfg.model.items():
-        model[key] = value
-        if key == 'teacher':
-            model['data_preprocessor'] = None
-    cfg.model = model
-    return config_hash(cfg)
-
-
-def student_cache(method, args, teacher_path):
+def student_cache(method, args, teacher_path, options=None):
     """(config, path to write, path of a cached result or None) of one student run."""
-    cfg = student_config(method, args, teacher_path)
+    cfg = student_config(method, args, teacher_path, options)
     path = osp.join(args.work_dir, f'{method}_{config_hash(cfg)}.json')
+    return cfg, path, (path if osp.isfile(path) else None)
+
+
+def pretrain_path(method, args, teacher_path, iters, lr=1e-3, options=None):
+    """Where :func:`pretrain` caches its result: keyed by the run's config, iterations, rate."""
+    cfg = student_config(method, args, teacher_path, options)
+    key = hashlib.sha256(f'{config_hash(cfg)} {iters} {lr}'.encode()).hexdigest()[:12]
+    return osp.join(args.work_dir, f'pretrain_{method}_{key}.pth')
+
+
+def pretrain(method, args, teacher_path, iters, lr=1e-3, options=None):
+    """Pre-train the DiffKD modules of a run's config on teacher features (cached); returns the
+    file for ``model.init_distill_losses``."""
+    from mmengine.runner import Runner
+
+    from mmdiffkd.engine.diffkd_pretrain import pretrain_diffkd, save_distill_losses
+    path = pretrain_path(method, args, teacher_path, iters, lr, options)
     if osp.isfile(path):
-        return cfg, path, path
-    legacy = legacy_config_hash(cfg) if method in LEGACY_METHODS else None
-    if legacy and osp.isfile(osp.join(args.work_dir, f'{method}_{legacy}.json')):
-        return cfg, path, osp.join(args.work_dir, f'{method}_{legacy}.json')
-    return cfg, path, None
+        return path
+    cfg = student_config(method, args, teacher_path, options)
+    cfg.work_dir = osp.splitext(path)[0]
+    runner = Runner.from_cfg(cfg)
+    loader = runner.build_dataloader(cfg.train_dataloader, seed=runner.seed)
+    rows = pretrain_diffkd(runner.model, loader, iters, lr, log_interval=max(1, iters // 10))
+    return save_distill_losses(runner.model, path, dict(iters=iters, lr=lr, log=rows))
 
 
-def train_student(method, args, teacher_path, progress=True):
+def train_student(method, args, teacher_path, progress=True, options=None):
     # A run is cached by its config (which names the teacher checkpoint, itself keyed by the
     # teacher's config): re-running prints the table without training again.
-    cfg, path, found = student_cache(method, args, teacher_path)
+    cfg, path, found = student_cache(method, args, teacher_path, options)
     if found and not args.retrain:
         with open(found) as f:
             result = json.load(f)
@@ -321,7 +337,9 @@ def train_student(method, args, teacher_path, progress=True):
     n_student = sum(p.numel() for p in student.parameters())
     result = dict(top1=curve[-1][1], curve=[list(p) for p in curve], seconds=seconds,
                   cpu_seconds=runner.cpu_seconds, params=n_student,
-                  extra_params=sum(p.numel() for p in model.parameters()) - n_student)
+                  extra_params=sum(p.numel() for p in model.parameters()) - n_student,
+                  split=args.split, work_dir=osp.relpath(cfg.work_dir, args.work_dir),
+                  options=options or {})
     with open(path + '.tmp', 'w') as f:
         json.dump(result, f)
     os.replace(path + '.tmp', path)

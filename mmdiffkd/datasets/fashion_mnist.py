@@ -108,6 +108,13 @@ def _idx_size_ok(path):
     return True
 
 
+# split='holdout': the last HOLDOUT images of the training file, scored when tuning. Runs that tune
+# train on a subset of the first 60000 - HOLDOUT (``indices=N``, N <= 50000), so the held-out
+# images are seen by no model of the comparison and the test images by no tuning decision.
+HOLDOUT = 10000
+NUM_TRAIN = FILES['train-labels-idx1-ubyte'][0]
+
+
 @DATASETS.register_module(name='FashionMNIST')
 def build_fashion_mnist(data_root='data/fashion_mnist',
                         split='train',
@@ -116,13 +123,15 @@ def build_fashion_mnist(data_root='data/fashion_mnist',
                         **kwargs):
     """Prepare ``data_root`` from ``source`` and build mmpretrain's ``FashionMNIST`` on it.
 
-    ``split`` ('train' or 'test') picks the files; ``test_mode`` follows it (an explicit value
-    that contradicts it is an error). Other kwargs (``pipeline``, ``indices`` for the first N
-    images, ...) go to mmpretrain's dataset. Never downloads.
+    ``split``: 'train' (60000 images), 'test' (10000) or 'holdout' (the last 10000 training
+    images, for tuning). ``test_mode`` follows it (an explicit value that contradicts it is an
+    error). Other kwargs (``pipeline``, ``indices`` for the first N images of the split, ...) go
+    to mmpretrain's dataset. Never downloads.
     """
-    if split not in ('train', 'test'):
-        raise ValueError(f"split={split!r} is not valid; use 'train' or 'test'.")
-    if test_mode is not None and test_mode != (split == 'test'):
+    if split not in ('train', 'test', 'holdout'):
+        raise ValueError(f"split={split!r} is not valid; use 'train', 'test' or 'holdout'.")
+    evaluates = split != 'train'
+    if test_mode is not None and test_mode != evaluates:
         raise ValueError(f'test_mode={test_mode} contradicts split={split!r}; leave test_mode '
                          'out (it follows split).')
     if kwargs.pop('download', False):
@@ -130,5 +139,17 @@ def build_fashion_mnist(data_root='data/fashion_mnist',
                          f'{source!r} ({INSTALL_HINT}) and never downloads.')
     prepare_fashion_mnist(data_root, source)
     from mmpretrain.datasets import FashionMNIST
+    if split == 'holdout':
+        first = NUM_TRAIN - HOLDOUT
+        count = kwargs.pop('indices', None)
+        if count is None:
+            count = HOLDOUT
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= HOLDOUT:
+            raise ValueError(f"split='holdout' takes indices=N, the first N of its {HOLDOUT} "
+                             f'images (1 <= N <= {HOLDOUT}); got {count!r}.')
+        # mmpretrain picks the files by test_mode: False reads the training file.
+        return FashionMNIST(data_root=data_root, split='train', test_mode=False,
+                            download=False, indices=list(range(first, first + count)),
+                            **kwargs)
     return FashionMNIST(data_root=data_root, split=split, test_mode=split == 'test',
                         download=False, **kwargs)

@@ -27,7 +27,7 @@ from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import DEBIAN_DIR as FASHION_MNIST_ROOT
 from .fashion_mnist import INSTALL_HINT, read_idx
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: hold-out split files
 
 # Label-map classes: index 0 is the background, index c + 1 is Fashion-MNIST class c.
 SEG_CLASSES = ('background', ) + FASHION_MNIST_CLASSES
@@ -42,6 +42,10 @@ SHIPPED_TEXTURES = DEFAULT_TEXTURES + ('horse', 'checkerboard', 'colorwheel', 'l
 
 SPLITS = {'train': ('train', 0), 'val': ('t10k', 1)}  # split -> (Fashion-MNIST file prefix, code)
 MANIFEST = 'scenes.json'
+# The last HOLDOUT_FRACTION of the train scenes, carved out for tuning (train on the rest, score
+# on these): ``annotations/train_fit.json`` / ``train_holdout.json`` (mmdet) and
+# ``splits/train_fit.txt`` / ``train_holdout.txt`` (image names, mmseg's ``ann_file``).
+HOLDOUT_FRACTION = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +288,33 @@ def _write_split(root, split, num, settings, items, labels, textures):
     return len(coco['annotations'])
 
 
+def write_holdout(root, fraction=HOLDOUT_FRACTION):
+    """Split the train scenes into a fit part and the last ``fraction`` held out for tuning.
+
+    Derived from ``annotations/train.json`` only (no image is changed or copied); returns the
+    counts of both parts. Every tool that tunes on the scenes trains on ``train_fit`` and scores
+    on ``train_holdout``, so the 500 val scenes stay untouched until the final tables.
+    """
+    with open(osp.join(root, 'annotations', 'train.json')) as f:
+        coco = json.load(f)
+    images = sorted(coco['images'], key=lambda im: im['id'])
+    cut = len(images) - int(round(len(images) * fraction))
+    os.makedirs(osp.join(root, 'splits'), exist_ok=True)
+    counts = {}
+    for part, chosen in (('train_fit', images[:cut]), ('train_holdout', images[cut:])):
+        ids = {im['id'] for im in chosen}
+        subset = dict(coco, images=chosen,
+                      annotations=[a for a in coco['annotations'] if a['image_id'] in ids],
+                      info=dict(coco['info'], description=coco['info']['description'] +
+                                f', {part} part'))
+        with open(osp.join(root, 'annotations', f'{part}.json'), 'w') as f:
+            json.dump(subset, f, sort_keys=True, separators=(',', ':'))
+        with open(osp.join(root, 'splits', f'{part}.txt'), 'w') as f:
+            f.writelines(osp.splitext(im['file_name'])[0] + '\n' for im in chosen)
+        counts[part] = dict(images=len(chosen), instances=len(subset['annotations']))
+    return counts
+
+
 def read_manifest(out):
     path = osp.join(out, MANIFEST)
     if not osp.isfile(path):
@@ -329,6 +360,7 @@ def generate_scenes(out, settings=None, fashion_mnist_root=FASHION_MNIST_ROOT, f
             items, labels = load_items(split, fashion_mnist_root)
             n_inst = _write_split(tmp, split, num, settings, items, labels, textures)
             counts[split] = dict(images=num, instances=n_inst)
+        counts.update(write_holdout(tmp))
         with open(osp.join(tmp, MANIFEST), 'w') as f:
             json.dump(dict(key=key, generator_version=GENERATOR_VERSION,
                            settings=settings.to_dict(), counts=counts,
