@@ -281,11 +281,16 @@ FEATURE_LOSSES = {
     'MSE': (dict(type='MSE'), (2, 3, 4, 4), (2, 3, 4, 4)),
     'FitNets': (dict(type='FitNets', student_channels=2, teacher_channels=3),
                 (2, 2, 4, 4), (2, 3, 4, 4)),
+    'FitNets-reference': (dict(type='FitNets', student_channels=2, teacher_channels=3,
+                               norm=True, relu=True, distance='normalized_l2'),
+                          (2, 2, 4, 4), (2, 3, 4, 4)),
     'CWD': (dict(type='CWD'), (2, 3, 4, 4), (2, 3, 4, 4)),
     'PKD': (dict(type='PKD'), (2, 3, 4, 4), (2, 3, 4, 4)),
     'VkD': (dict(type='VkD', student_channels=2, teacher_channels=3), (4, 2), (4, 3)),
-    'VkD-dense': (dict(type='VkD', student_channels=2, teacher_channels=3, normalize='channel',
-                       affine=True), (2, 2, 4, 4), (2, 3, 4, 4)),
+    'VkD-dense': (dict(type='VkD', student_channels=2, teacher_channels=3, normalize='channel'),
+                  (2, 2, 4, 4), (2, 3, 4, 4)),
+    'VkD-affine': (dict(type='VkD', student_channels=2, teacher_channels=3, affine=True),
+                   (2, 2, 4, 4), (2, 3, 4, 4)),
     'RTK': (dict(type='RTK', student_channels=2, teacher_channels=3), (2, 2, 4, 4),
             (2, 3, 4, 4)),
 }
@@ -293,10 +298,13 @@ FEATURE_LOSSES = {
 BAD_TEACHER = {
     'MSE': ((2, 4, 4, 4), r'\(2, 3, 4, 4\).*\(2, 4, 4, 4\)'),
     'FitNets': ((2, 3, 2, 2), r'\(2, 3, 4, 4\) does not match teacher \(2, 3, 2, 2\)'),
+    'FitNets-reference': ((2, 3, 2, 2),
+                          r'\(2, 3, 4, 4\) does not match teacher \(2, 3, 2, 2\)'),
     'CWD': ((2, 3, 2, 2), r'\(2, 3, 4, 4\).*\(2, 3, 2, 2\)'),
     'PKD': ((2, 5, 4, 4), r'\(2, 3, 4, 4\).*\(2, 5, 4, 4\)'),
     'VkD': ((3, 3), r'\(4, 3\) does not match teacher \(3, 3\)'),
     'VkD-dense': ((2, 3, 2, 2), r'\(2, 3, 4, 4\) does not match teacher \(2, 3, 2, 2\)'),
+    'VkD-affine': ((2, 3, 2, 2), r'\(2, 3, 4, 4\) does not match teacher \(2, 3, 2, 2\)'),
     'RTK': ((2, 5, 4, 4), r'teacher_channels=3 was declared.*\(2, 5, 4, 4\)'),
 }
 

@@ -165,9 +165,9 @@ OTHERS = {
     f'cwd_logits_{PAIR}': (['loss_cwd'], []),
     f'diffkd-cwd_feat-logits_{PAIR}': (list(DIFFKD_PARTS) + ['loss_cwd'],
                                        ['distill_losses.feat.', 'distill_losses.logits.']),
-    f'fitnets_feat_{PAIR}': (['loss_feat'], ['distill_losses.feat.regressor']),
-    f'vkd_feat_{PAIR}': (['loss_feat'], ['distill_losses.feat.projection',
-                                         'distill_losses.feat.scale']),
+    f'fitnets_feat_{PAIR}': (['loss_feat'], ['distill_losses.feat.regressor',
+                                             'distill_losses.feat.norm']),
+    f'vkd_feat_{PAIR}': (['loss_feat'], ['distill_losses.feat.projection']),
 }
 
 

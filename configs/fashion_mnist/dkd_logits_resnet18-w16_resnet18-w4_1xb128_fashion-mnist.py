@@ -1,9 +1,11 @@
 # DKD (Zhao et al., CVPR 2022): target (TCKD) and non-target (NCKD) KL terms of the logits,
-# decoupled, with mdistiller's CIFAR-100 defaults alpha = 1, beta = 8, tau = 4. The authors ramp
-# the loss up over the first 20 of 240 CIFAR epochs; the same fraction of 30 epochs is 2.5 epochs
-# of 469 iterations = 1172 iterations. `tools/demo.py` and `benchmarks/bench_fashion_mnist.py`
-# keep that fraction for shorter runs (`scale_warmups`: 8 epochs x 79 iterations on 10000 images
-# -> 53 iterations); `tools/train.py` uses 1172 as written. Teacher checkpoint: see the KD config.
+# decoupled, with mdistiller's CIFAR-100 defaults alpha = 1, beta = 8, tau = 4. The authors
+# multiply the loss by min(epoch / 20, 1), stepped per epoch from epoch 1, over 240 CIFAR epochs
+# (`warmup_epochs=20`). This config instead uses the per-iteration option, a linear ramp over the
+# same fraction of its 30 epochs: 2.5 epochs of 469 iterations = 1172 iterations, because
+# `tools/demo.py` and `benchmarks/bench_fashion_mnist.py` keep that fraction for shorter runs
+# (`scale_warmups`: 8 epochs x 79 iterations on 10000 images -> 53 iterations); `tools/train.py`
+# uses 1172 as written. Teacher checkpoint: see the KD config.
 _base_ = ['./kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
 
 model = dict(

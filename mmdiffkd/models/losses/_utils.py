@@ -36,6 +36,55 @@ class LinearWarmup:
         return (self.warmup_step.float() / self.warmup_iters).clamp(max=1.0)
 
 
+class EpochWarmup:
+    """Mixin: DKD's authors' warm-up, ``min(epoch / warmup_epochs, 1)`` stepped per epoch.
+
+    mdistiller (``mdistiller/distillers/DKD.py``, https://github.com/megvii-research/mdistiller)
+    multiplies the loss by ``min(epoch / WARMUP, 1)`` with epochs counted from 1, so the factor
+    is ``1 / WARMUP`` for the whole first epoch and 1 from epoch ``WARMUP`` on (its CIFAR-100
+    configs: ``WARMUP: 20``; ImageNet: ``WARMUP: 1``, full weight from the first iteration).
+
+    The epoch is MMEngine's: ``RuntimeInfoHook`` writes the 0-based ``runner.epoch`` to the
+    current ``MessageHub`` (info ``'epoch'``) before training and before every train epoch, and
+    a resumed run restores ``runner.epoch`` from its checkpoint first, so the factor continues
+    where it stopped without a buffer of its own. ``warmup_epochs=0`` disables it.
+    """
+
+    def _init_epoch_warmup(self, warmup_epochs: float, warmup_iters: int = 0) -> None:
+        """``warmup_iters``: the same loss's ``LinearWarmup`` length; only one may be set."""
+        if warmup_epochs < 0:
+            raise ValueError(f'warmup_epochs must be >= 0; got {warmup_epochs}.')
+        if warmup_epochs and warmup_iters:
+            raise ValueError(f"{type(self).__name__}: set warmup_epochs (the DKD authors' "
+                             f'per-epoch schedule) or warmup_iters (a per-iteration ramp), not '
+                             f'both; got warmup_epochs={warmup_epochs}, '
+                             f'warmup_iters={warmup_iters}.')
+        self.warmup_epochs = float(warmup_epochs)
+
+    def _epoch_warmup_factor(self) -> float:
+        """min((epoch + 1) / warmup_epochs, 1) for MMEngine's 0-based current train epoch."""
+        if not self.warmup_epochs:
+            return 1.0
+        from mmengine.logging import MessageHub
+        hub = MessageHub.get_current_instance()
+        epoch = hub.get_info('epoch')
+        name = type(self).__name__
+        if epoch is None:
+            raise RuntimeError(
+                f'{name}: warmup_epochs={self.warmup_epochs:g} reads the training epoch from '
+                f"MMEngine's MessageHub, which MMEngine's Runner fills (RuntimeInfoHook); none "
+                f'is set. Train through the Runner, or use warmup_iters for a ramp counted in '
+                f'forward calls.')
+        max_epochs = hub.get_info('max_epochs')
+        if max_epochs is not None and max_epochs < self.warmup_epochs:
+            raise ValueError(
+                f'{name}: warmup_epochs={self.warmup_epochs:g} never reaches full weight in a '
+                f'run of max_epochs={max_epochs} (an iteration-based loop counts as 1 epoch). '
+                f'Use warmup_epochs <= {max_epochs}, or warmup_iters for a ramp counted in '
+                f'iterations.')
+        return min((epoch + 1) / self.warmup_epochs, 1.0)
+
+
 def check_same_shape(name: str, student: Tensor, teacher: Tensor) -> None:
     """Raise a ValueError naming both shapes when they differ."""
     if student.shape != teacher.shape:
@@ -127,17 +176,26 @@ def get_labels(name: str, data_samples: LabelSource, logits: Tensor) -> Tensor:
     return labels
 
 
-def flatten_with_labels(name: str, labels: Tensor, ignore_index: int, *logits: Tensor):
+def flatten_with_labels(name: str, labels: Tensor, ignore_index: Optional[int],
+                        *logits: Tensor):
     """Flatten labels and every logits tensor alike, dropping ignored pixels.
 
     Returns ``(labels1d, [logits2d, ...])``; samples whose label is ``ignore_index`` are removed.
+    ``ignore_index=None`` keeps every sample (then every label must be a class index).
     """
     flat_logits = [flatten_logits(x) for x in logits]
     flat_labels = labels.reshape(-1)
-    keep = flat_labels != ignore_index
     num_classes = flat_logits[0].shape[1]
+    if ignore_index is None:
+        keep = torch.ones_like(flat_labels, dtype=torch.bool)
+        valid = f'[0, {num_classes})'
+    else:
+        keep = flat_labels != ignore_index
+        valid = f'[0, {num_classes}) or equal ignore_index={ignore_index}'
     bad = keep & ((flat_labels < 0) | (flat_labels >= num_classes))
     if bad.any():
-        raise ValueError(f'{name}: labels must lie in [0, {num_classes}) or equal ignore_index='
-                         f'{ignore_index}; found {flat_labels[bad][:5].tolist()}.')
+        raise ValueError(f'{name}: labels must lie in {valid}; found '
+                         f'{flat_labels[bad][:5].tolist()}.')
+    if ignore_index is None:
+        return flat_labels, flat_logits
     return flat_labels[keep], [x[keep] for x in flat_logits]

@@ -17,15 +17,15 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import (LinearWarmup, check_channels, check_ndim, flatten_with_labels, get_labels,
-                     upcast)
+from ._utils import (EpochWarmup, LinearWarmup, check_channels, check_ndim, flatten_with_labels,
+                     get_labels, upcast)
 from .dkd import binary_and_nontarget, kl_rows
 
 HEADS = ('serial', 'parallel', 'none')
 
 
 @MODELS.register_module()
-class AEKT(LinearWarmup, nn.Module):
+class AEKT(EpochWarmup, LinearWarmup, nn.Module):
     """Adaptive explicit (target-confidence) + implicit (non-target) logit distillation.
 
     Distillation head ``h`` (``head``), training-only, kept in this loss module:
@@ -66,16 +66,20 @@ class AEKT(LinearWarmup, nn.Module):
         tau (float): temperature. Default 4.0 (DKD's CIFAR-100 tau; unverified).
         adaptive (bool): use the ratio weight w. Default True.
         max_ratio (float): upper bound of w. Default 10.0 (unverified safeguard).
-        warmup_iters (int): ramp both parts up linearly over this many training iterations, as
-            DKD does. Default 0 (off).
+        warmup_epochs (float): DKD's authors' warm-up, ``min(epoch / warmup_epochs, 1)``
+            stepped per epoch from epoch 1 (see ``DKD``). Default 0 (off).
+        warmup_iters (int): instead, a linear ramp over this many training forwards (see
+            ``DKD``). Default 0 (off). Set at most one of the two.
     """
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, head: str = 'serial',
                  alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 adaptive: bool = True, max_ratio: float = 10.0, warmup_iters: int = 0):
+                 adaptive: bool = True, max_ratio: float = 10.0, warmup_epochs: float = 0,
+                 warmup_iters: int = 0):
         super().__init__()
         self._init_warmup(warmup_iters)
+        self._init_epoch_warmup(warmup_epochs, warmup_iters)
         if head not in HEADS:
             raise ValueError(f'AEKT: head={head!r} is not one of {HEADS}.')
         if tau <= 0:
@@ -114,14 +118,14 @@ class AEKT(LinearWarmup, nn.Module):
             raise ValueError(f'AEKT: distillation logits {tuple(student.shape)} and teacher '
                              f'logits {tuple(teacher.shape)} must have equal shapes.')
         labels = get_labels('AEKT', data_samples, student)
-        labels, (s, t) = flatten_with_labels('AEKT', labels, -100, student, teacher.detach())
+        labels, (s, t) = flatten_with_labels('AEKT', labels, None, student, teacher.detach())
         log_b_s, log_q_s = binary_and_nontarget(s, labels, self.tau)
         log_b_t, log_q_t = binary_and_nontarget(t, labels, self.tau)
         weight = torch.ones_like(log_b_s[:, 0])
         if self.adaptive:
             with torch.no_grad():
                 weight = (log_b_t[:, 0] - log_b_s[:, 0]).exp().clamp(max=self.max_ratio)
-        scale = self.tau ** 2 * self._warmup_factor()
+        scale = self.tau ** 2 * self._warmup_factor() * self._epoch_warmup_factor()
         explicit = (weight * kl_rows(log_b_t, log_b_s)).mean() * scale
         implicit = kl_rows(log_q_t, log_q_s).mean() * scale
         return dict(explicit=self.alpha * explicit, implicit=self.beta * implicit)

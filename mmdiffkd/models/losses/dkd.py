@@ -8,8 +8,8 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import (LinearWarmup, check_same_shape, flatten_with_labels, get_labels,
-                     upcast)
+from ._utils import (EpochWarmup, LinearWarmup, check_same_shape, flatten_with_labels,
+                     get_labels, upcast)
 
 
 def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Tensor, Tensor]:
@@ -17,13 +17,19 @@ def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Te
 
     Returns ``log_b`` (N, 2): log of the binary distribution ``b = [p_target, 1 - p_target]``
     and ``log_q`` (N, K-1): log of ``q = softmax`` over the non-target logits only.
+
+    ``b`` is a Bernoulli distribution with log-odds ``d = z_target - logsumexp(z_non-target)``,
+    so ``log p_target = log sigmoid(d)`` and ``log(1 - p_target) = log sigmoid(-d)``. Both are
+    computed from ``d`` without cancellation: the difference ``logsumexp(z_nt) - logsumexp(z)``
+    for ``log(1 - p_target)`` loses all relative precision when ``p_target`` is small (a tiny
+    result from two nearly equal numbers), which is where float32 went wrong before.
     """
     z = logits / tau
     num, classes = z.shape
     target = F.one_hot(labels, classes).bool()
     z_nt = z[~target].view(num, classes - 1)
-    log_all = torch.logsumexp(z, dim=1)
-    log_b = torch.stack([z[target] - log_all, torch.logsumexp(z_nt, dim=1) - log_all], dim=1)
+    log_odds = z[target] - torch.logsumexp(z_nt, dim=1)
+    log_b = torch.stack([F.logsigmoid(log_odds), F.logsigmoid(-log_odds)], dim=1)
     return log_b, F.log_softmax(z_nt, dim=1)
 
 
@@ -33,7 +39,7 @@ def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class DKD(LinearWarmup, nn.Module):
+class DKD(EpochWarmup, LinearWarmup, nn.Module):
     """Decoupled KD: target-class KD (TCKD) and non-target-class KD (NCKD) weighted apart.
 
     With ``b`` the binary [target, rest] distribution and ``q`` the distribution over the K-1
@@ -45,8 +51,10 @@ class DKD(LinearWarmup, nn.Module):
     (classical KD equals TCKD + (1 - p_t_target) * NCKD, the coupling DKD removes.)
 
     Labels come from ``data_samples``: a LongTensor (B,) / (B, H, W), mmpretrain ``DataSample``
-    (``gt_label``) or mmseg ``SegDataSample`` (``gt_sem_seg``). Dense (B, K, H, W) logits treat
-    every labelled pixel as a sample; pixels equal to ``ignore_index`` are skipped.
+    (``gt_label``) or mmseg ``SegDataSample`` (``gt_sem_seg``). (B, K) logits use every label as
+    a class (ImageNet's class 255 is distilled like any other, as in mdistiller and MMRazor).
+    Dense (B, K, H, W) logits treat every labelled pixel as a sample; pixels equal to
+    ``ignore_index`` are skipped.
 
     Returns a dict with the weighted parts ``tckd`` and ``nckd``.
 
@@ -57,18 +65,24 @@ class DKD(LinearWarmup, nn.Module):
             alpha=1, beta=8, tau=4 are the authors' defaults (mdistiller ``configs/cifar100``;
             beta varies per CIFAR pair in the paper). Their ImageNet R34->R18 config uses
             alpha=1, beta=0.5, tau=1 (mdistiller ``configs/imagenet/r34_r18/dkd.yaml``).
-        ignore_index (int): label of pixels to skip in dense logits. Default 255.
-        warmup_iters (int): ramp both parts up linearly over this many training iterations.
-            Default 0 (off).
-
-    The authors ramp the loss up linearly over the first epochs (20 on CIFAR-100, 1 on
-    ImageNet): set ``warmup_iters`` to that many epochs' iterations.
+        ignore_index (int): label of pixels to skip in dense (B, K, H, W) logits; not used for
+            (B, K) logits. Default 255 (mmseg's).
+        warmup_epochs (float): the authors' warm-up: both parts times
+            ``min(epoch / warmup_epochs, 1)``, epochs counted from 1, stepped per epoch
+            (MMEngine's epoch, read from its MessageHub). mdistiller uses 20 on CIFAR-100 and 1
+            on ImageNet (1 = full weight from the first iteration, i.e. no ramp). Default 0
+            (off).
+        warmup_iters (int): instead, a linear ramp over this many training forwards,
+            ``min(step / warmup_iters, 1)`` (this project's option, not the authors'; for
+            iteration-based loops or runs shorter than the paper's). Default 0 (off). Set at
+            most one of the two.
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 ignore_index: int = 255, warmup_iters: int = 0):
+                 ignore_index: int = 255, warmup_epochs: float = 0, warmup_iters: int = 0):
         super().__init__()
         self._init_warmup(warmup_iters)
+        self._init_epoch_warmup(warmup_epochs, warmup_iters)
         if tau <= 0:
             raise ValueError(f'DKD: tau must be > 0; got {tau}.')
         self.alpha, self.beta, self.tau = float(alpha), float(beta), float(tau)
@@ -77,10 +91,11 @@ class DKD(LinearWarmup, nn.Module):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DKD', student, teacher)
         student, teacher = upcast(student, teacher.detach())
-        factor = self._warmup_factor()  # counted even when every pixel is ignored
+        # counted even when every pixel is ignored
+        factor = self._warmup_factor() * self._epoch_warmup_factor()
         labels = get_labels('DKD', data_samples, student)
-        labels, (s, t) = flatten_with_labels('DKD', labels, self.ignore_index, student,
-                                             teacher.detach())
+        ignore = self.ignore_index if student.dim() == 4 else None
+        labels, (s, t) = flatten_with_labels('DKD', labels, ignore, student, teacher.detach())
         if s.shape[1] < 2:
             raise ValueError(f'DKD needs at least 2 classes; got logits {tuple(student.shape)}.')
         if s.shape[0] == 0:  # every pixel ignored

@@ -34,19 +34,31 @@ class VkD(nn.Module):
       over its channels (layer norm without affine parameters); the student side is not
       normalised (``N_s`` = identity), as in the authors' classification code.
     - ``'channel'`` (dense features, detection): both sides standardised per channel over batch
-      and positions (batch norm statistics, no affine, no running buffers).
+      and positions with the biased variance plus ``eps`` (batch-norm statistics, no affine, no
+      running buffers). The authors' ViDT code divides by the unbiased standard deviation
+      without eps, ``(x - mean) / std``: ours is theirs times ``sqrt(n/(n-1))`` on both sides
+      (n = values per channel, eps aside), so the smooth-L1 is theirs times a factor between
+      ``sqrt(n/(n-1))`` and ``n/(n-1)`` (negligible for n = batch x positions).
     - ``'none'``: no normalisation.
 
     Inputs are pooled features (B, C), tokens (B, N, C) or maps (B, C, H, W), one FPN level per
     declaration. Student tokens (B, N, C) with a pooled teacher (B, C) are mean-pooled over N
     first (the paper's DeiT setting: patch tokens pooled against the teacher's pooled feature).
 
+    The authors' classification objective also has a KL term (T = 1) on the DeiT student's
+    distillation head, next to this one; it is a declaration of its own here: ``KD`` with
+    ``tau=1`` on the distillation head's logits (docs/methods.md).
+
     Args:
         student_channels (int): student width (filled by the distiller's dry forward).
         teacher_channels (int): teacher width.
         normalize (str): 'sample', 'channel' or 'none'. Default 'sample'.
-        affine (bool): add a learned per-channel scale and bias after the orthogonal map (the
-            authors' detection code does). Default False.
+        affine (bool): a learned per-channel scale and bias after the orthogonal map, acting
+            with ``normalize='sample'`` or ``'none'``. Not allowed with ``normalize='channel'``
+            (ValueError at build time): the per-channel standardisation of the projected
+            student cancels any per-channel scale and bias (only a trace through ``eps`` is
+            left), so it would train nothing. The authors' ViDT code has such an affine before
+            its per-channel standardisation, where it is equally without effect. Default False.
         beta (float): smooth-L1 threshold. Default 1.0 (PyTorch's default).
         eps (float): normalisation epsilon. Default 1e-5.
         orthogonal_map (str, optional): how PyTorch parametrizes the orthogonal matrix:
@@ -54,10 +66,9 @@ class VkD(nn.Module):
             square), 'matrix_exp', 'cayley' or 'householder'. All keep ``P`` orthogonal; they
             differ in cost and optimisation path. 'cayley' was 13x faster than the default
             at 384 -> 768 on this project's CPU machine (docs/methods.md). Default None
-            (the reference notes on the authors' code name no map).
+            (the authors' code names no map).
 
-    The authors' code weighs the loss 1 (classification) and 4 (ViDT detection):
-    /work/shared/reference/methods.md.
+    The authors' code weighs the loss 1 (classification) and 4 (ViDT detection).
     """
 
     def __init__(self, student_channels: Optional[int] = None,
@@ -72,6 +83,12 @@ class VkD(nn.Module):
             raise ValueError(f'VkD: normalize={normalize!r} is not one of {NORMS}.')
         if orthogonal_map not in MAPS:
             raise ValueError(f'VkD: orthogonal_map={orthogonal_map!r} is not one of {MAPS}.')
+        if affine and normalize == 'channel':
+            raise ValueError("VkD: affine=True does nothing with normalize='channel': the "
+                             'per-channel standardisation of the projected student removes '
+                             'any learned per-channel scale and bias. Drop affine=True (the '
+                             "loss is the same), or use normalize='sample' / 'none', where the "
+                             'student side is not standardised and the affine acts.')
         self.student_channels, self.teacher_channels = student_channels, teacher_channels
         self.normalize, self.beta, self.eps = normalize, float(beta), eps
         self.projection = orthogonal(nn.Linear(student_channels, teacher_channels, bias=False),
