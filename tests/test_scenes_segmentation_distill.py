@@ -201,6 +201,8 @@ def test_pspnet_configs_share_the_deeplabv3_setup():
     assert psp.model.student.decode_head.type == 'PSPHead'
     assert psp.model.student.decode_head.num_classes == 11
     assert psp.model.student.backbone == dlv3.model.student.backbone
+    for side in (psp.model.teacher, dlv3.model.teacher):  # the same file, however reached
+        side.config = osp.normpath(side.config)
     assert psp.model.teacher == dlv3.model.teacher
     assert psp.model.distill_losses == dlv3.model.distill_losses
     assert psp.model.student.decode_head.loss_decode == dlv3.model.student.decode_head.loss_decode

@@ -1,5 +1,5 @@
 # DiffKD on features and logits (see the DiffKD config) plus classical KD (tau = 4, weight 1) on
-# the raw student logits against the teacher's. Teacher checkpoint: see the KD config.
+# the raw student logits against the teacher's.
 _base_ = ['./diffkd_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
 
 model = dict(

@@ -5,12 +5,11 @@
 # same fraction of its 30 epochs: 2.5 epochs of 469 iterations = 1172 iterations, because
 # `tools/demo.py` and `benchmarks/bench_fashion_mnist.py` keep that fraction for shorter runs
 # (`scale_warmups`: 8 epochs x 79 iterations on 10000 images -> 53 iterations); `tools/train.py`
-# uses 1172 as written. Teacher checkpoint: see the KD config.
-_base_ = ['./kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
+# uses 1172 as written.
+_base_ = ['./_base_/distill_resnet18-w16_resnet18-w4.py']
 
 model = dict(
     distill_losses=dict(
-        _delete_=True,
         logits=dict(loss=dict(type='DKD', alpha=1.0, beta=8.0, tau=4.0, warmup_iters=1172),
                     student='head.fc', teacher='head.fc', weight=1.0)),
 )

@@ -4,12 +4,11 @@
 # The authors' classification objective also adds KL (T = 1) on the DeiT student's distillation
 # head (here a `KD` declaration with tau=1 on that head). This CNN student has no distillation
 # head, so that term is left out: the comparison with the paper is not like for like
-# (docs/methods.md). Teacher checkpoint: see the KD config.
-_base_ = ['./kd_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py']
+# (docs/methods.md).
+_base_ = ['./_base_/distill_resnet18-w16_resnet18-w4.py']
 
 model = dict(
     distill_losses=dict(
-        _delete_=True,
         feat=dict(loss=dict(type='VkD', normalize='sample'), student='neck', teacher='neck',
                   index=0, weight=1.0)),
 )

@@ -1,21 +1,14 @@
-# DiffKD for segmentation (DeepLabV3 R-50-d16 teacher -> R-18-d16 student, texture scenes, the
-# student's 1000-iteration CPU schedule), on two places:
+# DiffKD for segmentation (DeepLabV3 R-50-d16 teacher -> R-18-d16 student, texture scenes), on two
+# places:
 # - the backbone's last stage (512 <- 2048 channels, 8x8 maps at 128 px): a 3x3 denoiser on the
 #   teacher feature compressed by the linear autoencoder to 256 channels, MSE;
 # - the decode head's class logits (`conv_seg`, 11 channels): each pixel's class scores are a 1x1
 #   feature (kernel 1 denoiser, per-pixel KL at tau 1). For the whole logit map as one feature
 #   map use `kernel_size=3` (and `distill_loss='kl'` or `'mse'`).
-# Train the teacher first (its checkpoint path below is tools/train.py's default work dir):
-#   bash tools/dist_train.sh configs/scenes/deeplabv3_r50-d16_1xb8-1k_scenes.py 1
-_base_ = './deeplabv3_r18-d16_1xb8-1k_scenes.py'
+# DiffKDVisHook draws the denoised maps and the diagnostics' curves (docs/diffkd.md).
+_base_ = './_base_/distill_deeplabv3_r50-d16_deeplabv3_r18-d16_scenes.py'
 
 model = dict(
-    _delete_=True,
-    type='mmdiffkd.Distiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='{{fileDirname}}/deeplabv3_r50-d16_1xb8-1k_scenes.py',
-        checkpoint='work_dirs/deeplabv3_r50-d16_1xb8-1k_scenes/iter_1000.pth'),
     distill_losses=dict(
         feat=dict(loss=dict(type='DiffKD', kernel_size=3, use_ae=True, ae_channels=256,
                             inference_steps=5),
@@ -24,3 +17,4 @@ model = dict(
                               inference_steps=5),
                     student='decode_head.conv_seg', teacher='decode_head.conv_seg',
                     weight=1.0)))
+custom_hooks = [dict(type='mmdiffkd.DiffKDVisHook', interval=250)]

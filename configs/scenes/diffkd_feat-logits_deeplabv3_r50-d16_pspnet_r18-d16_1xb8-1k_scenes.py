@@ -34,3 +34,4 @@ model = dict(
         #             student='decode_head.conv_seg', teacher='decode_head.conv_seg',
         #             weight=1.0),
     ))
+custom_hooks = [dict(type='mmdiffkd.DiffKDVisHook', interval=250)]

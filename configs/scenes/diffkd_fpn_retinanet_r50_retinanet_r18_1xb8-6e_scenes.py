@@ -2,20 +2,14 @@
 # student's 6-epoch CPU schedule. One DiffKD module per level (`share=True` makes one module for
 # all five levels: fewer parameters, the levels' statistics mixed). Nothing here is specific to
 # RetinaNet: any mmdet detector with an FPN `neck` (Faster R-CNN, FCOS, GFL) takes the same block.
-# Train the teacher first (its checkpoint path below is tools/train.py's default work dir):
-#   bash tools/dist_train.sh configs/scenes/retinanet_r50_fpn_1xb8-6e_scenes.py 1
+# DiffKDVisHook draws the denoised levels and the diagnostics' curves (docs/diffkd.md).
 #   bash tools/dist_train.sh configs/scenes/diffkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py 1
-_base_ = './retinanet_r18_fpn_1xb8-6e_scenes.py'
+_base_ = './_base_/distill_retinanet_r50_retinanet_r18_scenes.py'
 
 model = dict(
-    _delete_=True,
-    type='mmdiffkd.Distiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='{{fileDirname}}/retinanet_r50_fpn_1xb8-6e_scenes.py',
-        checkpoint='work_dirs/retinanet_r50_fpn_1xb8-6e_scenes/epoch_6.pth'),
     distill_losses=dict(
         # 128 channels on both sides, 3x3 denoiser, MSE to the teacher level, 5 DDIM steps.
         fpn=dict(loss=dict(type='DiffKD', kernel_size=3, inference_steps=5),
                  student='neck', teacher='neck', index=[0, 1, 2, 3, 4], share=False,
                  weight=1.0)))
+custom_hooks = [dict(type='mmdiffkd.DiffKDVisHook', interval=250)]

@@ -6,10 +6,9 @@
 # batch size), weight 10. A feature-only baseline next to DiffKD's `feat` block.
 #   bash tools/dist_train.sh \
 #       configs/scenes/fitnets_feat_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py 1
-_base_ = './diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py'
+_base_ = './_base_/distill_deeplabv3_r50-d16_deeplabv3_r18-d16_scenes.py'
 
 model = dict(
     distill_losses=dict(
-        _delete_=True,
         feat=dict(loss=dict(type='FitNets', norm=True, relu=True, distance='normalized_l2'),
                   student='backbone.layer4', teacher='backbone.layer4', weight=10.0)))

@@ -10,10 +10,9 @@
 # on the project's 2-core machine; see docs/segmentation.md).
 #   bash tools/dist_train.sh \
 #       configs/scenes/vkd_feat_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py 1
-_base_ = './diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py'
+_base_ = './_base_/distill_deeplabv3_r50-d16_deeplabv3_r18-d16_scenes.py'
 
 model = dict(
     distill_losses=dict(
-        _delete_=True,
         feat=dict(loss=dict(type='VkD', normalize='channel', orthogonal_map='cayley'),
                   student='backbone.layer4', teacher='backbone.layer4', weight=4.0)))

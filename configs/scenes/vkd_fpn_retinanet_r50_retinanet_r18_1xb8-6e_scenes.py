@@ -5,11 +5,9 @@
 # scale and bias after the projection is cancelled by the per-channel standardisation, so it is
 # left out (`affine=True` is refused with 'channel'). `orthogonal_map='cayley'`: the orthogonal
 # weight is recomputed every step, and Cayley is the cheapest of PyTorch's maps on CPU.
-# Train the teacher first (see the DiffKD config).
-_base_ = './diffkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py'
+_base_ = './_base_/distill_retinanet_r50_retinanet_r18_scenes.py'
 
 model = dict(
     distill_losses=dict(
-        _delete_=True,
         fpn=dict(loss=dict(type='VkD', normalize='channel', orthogonal_map='cayley'),
                  student='neck', teacher='neck', index=[0, 1, 2, 3, 4], weight=4.0)))
