@@ -10,6 +10,7 @@ config, checkpoint and its sha256.
 """
 import argparse
 import os.path as osp
+import re
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -64,6 +65,32 @@ def _require(model, source, *keys):
     return value
 
 
+def check(model, source, collections, repo):
+    """Refuse an entry the page could not describe truthfully: its weights must be named
+    ``<Name>_<YYYYMMDD>-<sha256[:8]>.pth`` after the ``SHA256`` it records, its config must
+    exist, its collection must be defined, a distilled entry must name its teacher."""
+    name = _require(model, source, 'Name')
+    weights = _require(model, source, 'Weights')
+    sha = _require(model, source, 'Metadata', 'SHA256')
+    if not re.fullmatch(rf'{re.escape(name)}_\d{{8}}-{sha[:8]}\.pth', weights.rsplit('/', 1)[-1]):
+        raise ValueError(f'{source}: model {name!r}: Weights {weights!r} is not named '
+                         f'{name}_<YYYYMMDD>-{sha[:8]}.pth after its SHA256; republish it.')
+    config = _require(model, source, 'Config')
+    if '::' not in config and not config.startswith(('http://', 'https://')) \
+            and not osp.isfile(osp.join(repo, config)):
+        raise ValueError(f'{source}: model {name!r}: Config {config!r} does not exist in the '
+                         'repository.')
+    collection = model.get('In Collection')
+    if collection is not None and collection not in collections:
+        raise ValueError(f'{source}: model {name!r}: In Collection {collection!r} is not one of '
+                         f'{sorted(collections)}.')
+    if (model.get('Metadata') or {}).get('Teacher') is not None and collection is None:
+        raise ValueError(f'{source}: model {name!r} has a teacher but no In Collection.')
+    results = _require(model, source, 'Results')
+    if not results or not (results[0].get('Metrics') or {}):
+        raise ValueError(f'{source}: model {name!r} has no Results metrics.')
+
+
 def row(model, source):
     """(task, dataset, metric name, markdown row) of one model entry."""
     result = _require(model, source, 'Results')[0]
@@ -103,6 +130,7 @@ def render(index_file=INDEX):
         lines.append(f'| {name} | [{_cell(paper.get("Title", name))}]({paper.get("URL", "")}) |')
     groups = {}
     for source, model in index['models']:
+        check(model, osp.relpath(source, repo), index['collections'], repo)
         task, dataset, metric, line = row(model, osp.relpath(source, repo))
         groups.setdefault(task, {}).setdefault((dataset, metric), []).append(line)
     for task in sorted(groups):

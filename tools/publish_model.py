@@ -22,6 +22,7 @@ sys.path.insert(0, REPO)  # a checkout, uninstalled
 import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401
 import mmdiffkd.models  # noqa: E402,F401
+from mmdiffkd.engine import CheckpointMismatchError  # noqa: E402
 from mmdiffkd.engine.metafile import dump_yaml  # noqa: E402
 from mmdiffkd.engine.publish import PublishError, publish  # noqa: E402
 
@@ -76,5 +77,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except PublishError as e:
+    except (PublishError, CheckpointMismatchError) as e:
         sys.exit(f'publish_model.py: error: {e}')

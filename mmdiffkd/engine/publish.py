@@ -27,6 +27,7 @@ import tempfile
 
 import torch
 
+from .checkpoint import CheckpointMismatchError
 from .export import export_student, sha256_of
 from .metafile import (TASKS, dump_yaml, fsync_dir, load_index, metafile_with_model,
                        metric_name, metric_value, write_atomic)
@@ -452,9 +453,13 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
 
     entry_metafile = None
     if metafile is not None:
-        entry_metafile = metafile  # checked for a name clash below, before anything is written
+        entry_metafile = metafile
         if not osp.isdir(osp.dirname(osp.abspath(metafile))):
             raise PublishError(f'--metafile {metafile!r}: its folder does not exist.')
+        try:  # a name clash or an unreadable metafile fails before anything is written
+            metafile_with_model(metafile, {'Name': name}, replace=overwrite)
+        except ValueError as e:
+            raise PublishError(str(e)) from None
 
     os.makedirs(out, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f'.{name}.', suffix='.staging', dir=out)
@@ -468,8 +473,18 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
             text = Config(data).pretty_text
         write_atomic(release_config, text)
         stamp = run['timestamp']
-        exported = export_student(checkpoint, osp.join(staging, f'{name}_{stamp[:8]}.pth'),
-                                  config=release_config, plain=not distilled)
+        try:
+            exported = export_student(checkpoint,
+                                      osp.join(staging, f'{name}_{stamp[:8]}.pth'),
+                                      config=release_config, plain=not distilled)
+        except CheckpointMismatchError as e:
+            which = (f'--student-config {student_config!r}' if student_config else
+                     f'the student config derived from the run\'s config {run_config!r}')
+            raise CheckpointMismatchError(
+                f'{e}\nNothing was published: the released config ({which}) must load the '
+                'released weights strictly. Publish the config the run trained (drop '
+                '--student-config) or the checkpoint of that config (--checkpoint).',
+                e.missing_keys, e.unexpected_keys, e.shape_mismatches) from None
         _fsync_file(exported)
         meta = torch.load(exported, map_location='cpu', weights_only=True).get('meta', {})
         _check_metric_step(found, meta, by_epoch, checkpoint, run['scalars'])
