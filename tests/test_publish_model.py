@@ -210,7 +210,8 @@ def test_publish_distilled_classifier_end_to_end(cls_runs, tmp_path, monkeypatch
                                'Metrics': {'Top 1 Accuracy': round(final_val(
                                    cls_runs['student'][1], 'accuracy/top1'), 2)}}
     assert sorted(meta['Distillation Losses']) == ['DiffKD', 'FitNets', 'KD']
-    assert (meta['Iterations'], meta['Batch Size'], meta['SHA256']) == (2, 2, digest)
+    assert (meta['Iterations'], meta['Batch Size'], meta['Seed'], meta['SHA256']) == \
+        (2, 2, 0, digest)
     assert 'Epochs' not in meta  # an iteration-based run
     assert yaml.safe_load(metafile.read_text())['Models'] == [entry]
 

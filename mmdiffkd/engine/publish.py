@@ -73,7 +73,7 @@ def find_run(work_dir):
 
     MMEngine's Runner writes ``<work_dir>/<YYYYMMDD_HHMMSS>/<YYYYMMDD_HHMMSS>.log`` and (with a
     ``LocalVisBackend``) ``vis_data/scalars.json`` and ``vis_data/config.py`` per run; runs of
-    ``tools/test.py`` in the same folder log no training rows and are skipped.
+    ``tools/test.py`` in the same folder write no ``scalars.json`` and are skipped.
     """
     if not osp.isdir(work_dir):
         raise PublishError(f'work dir {work_dir!r} does not exist.')
@@ -86,9 +86,6 @@ def find_run(work_dir):
         if not (osp.isfile(log) and osp.isfile(scalars)):
             seen.append(f'{stamp}/ (log: {"yes" if osp.isfile(log) else "no"}, '
                         f'vis_data/scalars.json: {"yes" if osp.isfile(scalars) else "no"})')
-            continue
-        if not any(_is_train_row(r) for r in read_scalars(scalars)):
-            seen.append(f'{stamp}/ (no training rows: a test run)')
             continue
         config = osp.join(work_dir, stamp, 'vis_data', 'config.py')
         return dict(timestamp=stamp, log=log, scalars=scalars,
@@ -298,6 +295,36 @@ def choose_collection(losses, collections, given=None):
                        f'pass --collection with one of {found or sorted(collections)}.')
 
 
+def distillation_metadata(cfg, config, repo, rows, scalars, metrics, teacher_work_dir,
+                          student_work_dir, student_type):
+    """``Metadata: Student`` and ``Teacher`` of a distilled run: names, configs, metrics."""
+    own = student_own_config(config)
+    student_meta = {'Name': osp.splitext(osp.basename(own.split('::')[-1]))[0]
+                    if own else student_type}
+    if own:
+        student_meta['Config'] = repo_path(own, repo)
+    if student_work_dir:
+        student_meta['Metrics'] = work_dir_metrics(student_work_dir, metrics, 'student')
+    teacher_name, teacher_config = teacher_description(cfg.model, repo)
+    teacher_meta = {'Name': teacher_name}
+    if teacher_config:
+        teacher_meta['Config'] = teacher_config
+    if teacher_work_dir:
+        teacher_meta['Metrics'] = work_dir_metrics(teacher_work_dir, metrics, 'teacher')
+        return student_meta, teacher_meta
+    missing = [k for k in metrics if not any(f'teacher/{k}' in r for r in rows)]
+    if missing:
+        raise PublishError(
+            f'the teacher\'s {missing} is needed and {scalars} has no '
+            f'{["teacher/" + k for k in missing]}: pass --teacher-work-dir with the teacher\'s '
+            'work dir, or train with custom_hooks=[dict(type="mmdiffkd.TeacherValHook")], '
+            'which logs it.')
+    logged = last_metrics(rows, metrics, scalars, prefix='teacher/')
+    teacher_meta['Metrics'] = {metric_name(k): metric_value(k, v)
+                               for k, (v, _) in logged.items()}
+    return student_meta, teacher_meta
+
+
 # ---- publishing ------------------------------------------------------------------------------
 
 def _copy_file(src, dst):
@@ -418,38 +445,18 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
             raise PublishError(f'cannot find the training config {dumped_names} under configs/ '
                                '(its _base_ chain names the student\'s own config); pass '
                                '--config with the training config file.')
-        own = student_own_config(config)
-        student_meta = {'Name': osp.splitext(osp.basename(own.split('::')[-1]))[0]
-                        if own else str(data['model'].get('type'))}
-        if own:
-            student_meta['Config'] = repo_path(own, repo)
-        if student_work_dir:
-            student_meta['Metrics'] = work_dir_metrics(student_work_dir, metrics, 'student')
-        teacher_name, teacher_config = teacher_description(cfg.model, repo)
-        teacher_meta = {'Name': teacher_name}
-        if teacher_config:
-            teacher_meta['Config'] = teacher_config
-        if teacher_work_dir:
-            teacher_meta['Metrics'] = work_dir_metrics(teacher_work_dir, metrics, 'teacher')
-        else:
-            missing = [k for k in metrics if not any(f'teacher/{k}' in r for r in rows)]
-            if missing:
-                raise PublishError(
-                    f'the teacher\'s {missing} is needed and {run["scalars"]} has no '
-                    f'{["teacher/" + k for k in missing]}: pass --teacher-work-dir with the '
-                    'teacher\'s work dir, or train with custom_hooks=[dict('
-                    'type="mmdiffkd.TeacherValHook")], which logs it.')
-            logged = last_metrics(rows, metrics, run['scalars'], prefix='teacher/')
-            teacher_meta['Metrics'] = {metric_name(k): metric_value(k, v)
-                                       for k, (v, _) in logged.items()}
+        student_meta, teacher_meta = distillation_metadata(
+            cfg, config, repo, rows, run['scalars'], metrics, teacher_work_dir,
+            student_work_dir, str(data['model'].get('type')))
         metadata['Distillation Losses'] = losses
         metadata['Student'] = student_meta
         metadata['Teacher'] = teacher_meta
     elif collection is not None:
         in_collection = choose_collection([], collections, collection)
-    if student_work_dir and not distilled:
-        raise PublishError('--student-work-dir is for distilled runs (the student alone\'s '
-                           'metric next to the distilled one); this run has no distiller.')
+    if (student_work_dir or teacher_work_dir) and not distilled:
+        raise PublishError('--teacher-work-dir and --student-work-dir are for distilled runs '
+                           '(their metrics next to the distilled one); this run has no '
+                           'distiller.')
 
     entry_metafile = None
     if metafile is not None:
@@ -493,6 +500,9 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
         if meta.get('iter') is not None:
             metadata['Iterations'] = int(meta['iter'])
         metadata['Batch Size'] = int(batch) * int(world_size)
+        seed = (cfg.get('randomness') or {}).get('seed')
+        if seed is not None:
+            metadata['Seed'] = seed
         log_name = f'{name}_{stamp}.log'
         _copy_file(run['log'], osp.join(staging, log_name))
         _copy_file(run['scalars'], osp.join(staging, f'{name}_{stamp}.json'))
@@ -567,8 +577,9 @@ def _check_metric_step(found, meta, by_epoch, checkpoint, scalars):
                            'final one).')
 
 
-METADATA_ORDER = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'Distillation Losses',
-                  'Teacher', 'Student', 'SHA256', 'Release Config', 'Training Log')
+METADATA_ORDER = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'Seed',
+                  'Distillation Losses', 'Teacher', 'Student', 'SHA256', 'Release Config',
+                  'Training Log')
 
 
 def _ordered_metadata(metadata):
