@@ -58,7 +58,7 @@ def build_student_from_config(config):
     return build_model_in_scope(model_cfg, scope), cfg
 
 
-def export_student(in_file, out_file, config=None, hash_suffix=True):
+def export_student(in_file, out_file, config=None, hash_suffix=True, plain=False):
     """Write the student of ``in_file`` to ``out_file`` (+ sha256 suffix); return the path.
 
     Args:
@@ -68,9 +68,13 @@ def export_student(in_file, out_file, config=None, hash_suffix=True):
             built from it and the weights are loaded strictly, so a mismatch fails here and
             not in the user's ``init_detector``; its text is stored as ``meta['cfg']``.
         hash_suffix (bool): append the sha256 prefix to the file name.
+        plain (bool): ``in_file`` is a plain model checkpoint (a teacher or a student trained
+            alone): keep all its weights instead of the ``student.*`` ones.
     """
     checkpoint = load_checkpoint_file(in_file, map_location='cpu')
-    state_dict = student_state_dict(extract_state_dict(checkpoint, in_file), in_file)
+    state_dict = extract_state_dict(checkpoint, in_file)
+    if not plain:
+        state_dict = student_state_dict(state_dict, in_file)
     state_dict = OrderedDict((k, v.detach().cpu().clone() if torch.is_tensor(v) else v)
                              for k, v in state_dict.items())
     old_meta = checkpoint.get('meta') or {}
