@@ -1,29 +1,19 @@
 # DiffKD on Cityscapes: DeepLabV3 R-101-d8 teacher -> PSPNet R-18-d8 student, 512x1024 crops,
 # 4 GPUs x 2 images, 80k iterations, mmseg's own student config otherwise (schedule, data,
-# ImageNet backbone initialisation open-mmlab://resnet18_v1c, auxiliary FCN head).
-# mmseg model zoo (metafile): teacher 80.20 mIoU, student alone 74.87 mIoU (single scale).
-# The same two DiffKD blocks as the DeepLabV3 R-18 student
-# (diffkd_feat-logits_deeplabv3_r101-d8_deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py):
-# `feat` on the backbone's last stage (512 <- 2048, autoencoder to 1024, MSE) and `logits` on
-# `decode_head.conv_seg` (19 classes, per-pixel kernel-1 denoiser, KL at tau 1).
+# ImageNet backbone initialisation open-mmlab://resnet18_v1c, auxiliary FCN head). mmseg model zoo
+# (metafile): student alone 74.87 mIoU (single scale). Teacher and DiffKD blocks: the `_base_`
+# file.
 #   bash tools/dist_train.sh \
 #       configs/cityscapes/diffkd_feat-logits_deeplabv3_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py 4
-_base_ = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+_base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+          './_base_/diffkd_deeplabv3_r101-d8_teacher_cityscapes.py']
 
 model = dict(
     _delete_=True,
     type='mmdiffkd.Distiller',
     student={{_base_.model}},
-    teacher=dict(
-        config='mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py',
-        checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3/'
-        'deeplabv3_r101-d8_512x1024_80k_cityscapes/'
-        'deeplabv3_r101-d8_512x1024_80k_cityscapes_20200606_113503-9e428899.pth'),
+    teacher={{_base_.diffkd_teacher}},
     distill_losses=dict(
-        feat=dict(loss=dict(type='DiffKD', kernel_size=3, use_ae=True, ae_channels=1024,
-                            inference_steps=5),
-                  student='backbone.layer4', teacher='backbone.layer4', weight=1.0),
-        logits=dict(loss=dict(type='DiffKD', kernel_size=1, distill_loss='kl', tau=1.0,
-                              inference_steps=5),
-                    student='decode_head.conv_seg', teacher='decode_head.conv_seg',
-                    weight=1.0)))
+        feat=dict(loss={{_base_.diffkd_feat_loss}}, student='backbone.layer4',
+                  teacher='backbone.layer4', weight=1.0),
+        logits={{_base_.diffkd_logits}}))

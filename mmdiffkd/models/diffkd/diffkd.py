@@ -3,7 +3,7 @@
 A diffusion model trained on teacher features denoises the student feature; the denoised
 feature is matched to the teacher. One module distils one student/teacher feature pair (or
 several of equal width, when shared). ``docs/diffkd.md`` gives the algorithm, every option and
-every deviation from the authors' module (the parity reference: ``shared/golden/diffkd``).
+every deviation from the authors' module (the parity reference: ``tests/data/golden/diffkd``).
 """
 import warnings
 from contextlib import nullcontext
