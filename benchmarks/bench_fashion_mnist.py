@@ -33,6 +33,8 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import tuning  # noqa: E402  (benchmarks/tuning.py: the trials and how runs are shared)
+sys.path.insert(1, REPO)  # a checkout, uninstalled
+from mmdiffkd.results import format_mean_std, gap_closed  # noqa: E402
 # Where a method has no cached run of this protocol, its time is estimated from one that has:
 # the logit and feature losses add little to KD's teacher + student passes; the DiffKD
 # combinations cost about DiffKD's.
@@ -79,24 +81,6 @@ def plan(demo, methods, seeds, rest):
     return runs
 
 
-def mean_std(values):
-    """Mean and sample std (n - 1) of the values that are not NaN; std is NaN below two."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float('nan'), float('nan')
-    std = statistics.stdev(values) if len(values) > 1 else float('nan')
-    return statistics.fmean(values), std
-
-
-def _mean_std_text(values, digits):
-    m, sd = mean_std(values)
-    if math.isnan(m):
-        return '—'
-    if math.isnan(sd):
-        return f'{m:.{digits}f} (1 seed)'
-    return f'{m:.{digits}f} ± {sd:.{digits}f}'
-
-
 def summarize(top1, teacher, seeds, labels):
     """Markdown table from ``top1[method][seed]`` (missing runs are left out of the means).
 
@@ -113,15 +97,9 @@ def summarize(top1, teacher, seeds, labels):
         cells = ' | '.join('—' if v is None else f'{v:.2f}' for v in values)
         gaps = [gap_closed(per_seed[s], alone[s], teacher) for s in seeds
                 if s in per_seed and s in alone]
-        gap = '' if method == 'student' else _mean_std_text(gaps, 0)
-        rows.append(f'| {labels[method]} | {cells} | {_mean_std_text(values, 2)} | {gap} |')
+        gap = '' if method == 'student' else format_mean_std(gaps, 0)
+        rows.append(f'| {labels[method]} | {cells} | {format_mean_std(values, 2)} | {gap} |')
     return '\n'.join(rows)
-
-
-def gap_closed(top1, student, teacher):
-    """Percentage of the teacher - student-alone gap that ``top1`` closes."""
-    gap = teacher - student
-    return float('nan') if abs(gap) < 1e-9 else 100.0 * (top1 - student) / gap
 
 
 def estimate(runs):

@@ -35,6 +35,8 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import tuning  # noqa: E402  (benchmarks/tuning.py: the trials and how runs are shared)
+sys.path.insert(1, REPO)  # a checkout, uninstalled
+from mmdiffkd.results import format_mean_std, gap_closed, mean_std  # noqa: E402
 CONFIGS = osp.join(REPO, 'configs', 'scenes')
 
 HOLDOUT_DIR = 'data/scenes/'
@@ -226,14 +228,6 @@ def collect(work_dir, spec, run, seed, config, options):
                 metrics={k: row[k] for k in (spec['metric'], *spec['extra']) if k in row})
 
 
-def mean_std(values):
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
-
-
 def table(task, results):
     """Markdown table: metric mean +- std over seeds, gap closed against the student alone."""
     spec = TASKS[task]
@@ -251,13 +245,14 @@ def table(task, results):
         if run not in by_run:
             continue
         rs = by_run[run]
-        m, sd = mean_std([r['metrics'][key] * scale for r in rs])
+        values = [r['metrics'][key] * scale for r in rs]
+        m = mean_std(values)[0]
         ex = mean_std([r['metrics'].get(extra, math.nan) * scale for r in rs])[0]
         gap = ''
         if run not in ('teacher', 'student') and {'teacher', 'student'} <= set(mean):
-            gap = f'{100 * (m - mean["student"]) / (mean["teacher"] - mean["student"]):.0f}%'
+            gap = f'{gap_closed(m, mean["student"], mean["teacher"]):.0f}%'
         wall = sum(r['wall_s'] for r in rs) / len(rs) / 60
-        rows.append(f'| {spec["labels"][run]} | {m:.1f} ± {sd:.1f} | {ex:.1f} | {gap} | '
+        rows.append(f'| {spec["labels"][run]} | {format_mean_std(values, 1)} | {ex:.1f} | {gap} | '
                     f'{", ".join(str(r["seed"]) for r in rs)} | {wall:.0f} min |')
     return '\n'.join(rows)
 

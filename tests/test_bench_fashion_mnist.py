@@ -66,7 +66,8 @@ def test_bad_arguments(bench, demo, capsys, argv, message):
 
 
 def test_table_math_on_hand_made_numbers(bench, demo):
-    m, sd = bench.mean_std([1.0, 2.0, 3.0, 4.0])
+    from mmdiffkd.results import mean_std
+    m, sd = mean_std([1.0, 2.0, 3.0, 4.0])
     assert m == pytest.approx(2.5) and sd == pytest.approx(1.2909944, rel=1e-6)  # n - 1
     assert bench.gap_closed(85.0, 80.0, 90.0) == pytest.approx(50.0)
     top1 = {'student': {0: 80.0, 1: 82.0},

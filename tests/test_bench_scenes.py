@@ -165,3 +165,14 @@ def test_every_tuning_grid_has_equal_budgets_and_real_keys(bench):
                         node = node[part]
                     assert key.split('.')[-1] in node or key.endswith(
                         ('distill_updates_diffusion', 'kernel_size', 'tau')), (run, key)
+
+
+def test_results_arithmetic_is_one_place():
+    """Benchmarks, demo and model zoo share mmdiffkd.results: one answer for one seed."""
+    from mmdiffkd.results import format_mean_std, gap_closed, mean_std
+    assert gap_closed(85.0, 80.0, 90.0) == 50.0
+    assert gap_closed(85.0, 80.0, 80.0) != gap_closed(85.0, 80.0, 80.0)  # NaN: no gap
+    m, sd = mean_std([1.0, None, float('nan'), 3.0])
+    assert (m, round(sd, 6)) == (2.0, round(2 ** 0.5, 6))
+    assert format_mean_std([80.0]) == '80.00 (1 seed)'
+    assert format_mean_std([]) == '—' and format_mean_std([1.0, 3.0], 1) == '2.0 ± 1.4'

@@ -27,6 +27,7 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, REPO)
+from mmdiffkd.results import gap_closed  # noqa: E402
 CONFIG_DIR = osp.join(REPO, 'configs', 'fashion_mnist')
 TEACHER = 'resnet18-w16_1xb128_fashion-mnist.py'
 # (row name, config): the student alone, then each distillation config. The demo trains the first
@@ -347,11 +348,6 @@ def train_student(method, args, teacher_path, progress=True, options=None):
 
 
 # ---- report -----------------------------------------------------------------------------------
-
-def gap_closed(top1, student, teacher):
-    gap = teacher - student
-    return float('nan') if abs(gap) < 1e-9 else 100.0 * (top1 - student) / gap
-
 
 def format_table(results, args):
     teacher = results['teacher']['top1']

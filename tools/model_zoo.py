@@ -17,6 +17,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)  # a checkout, uninstalled
 
 from mmdiffkd.engine.metafile import load_index, write_atomic  # noqa: E402
+from mmdiffkd.results import gap_closed  # noqa: E402
 
 PAGE = osp.join(REPO, 'docs', 'model_zoo.md')
 INDEX = osp.join(REPO, 'model-index.yml')
@@ -114,7 +115,7 @@ def row(model, source):
         teacher_cell = teacher['Name'] + (f' ({teacher_metric})' if teacher_metric is not None
                                           else '')
         if teacher_metric is not None and alone is not None and teacher_metric != alone:
-            gap = f'{100.0 * (value - alone) / (teacher_metric - alone):.0f} %'
+            gap = f'{gap_closed(value, alone, teacher_metric):.0f} %'
     cells = [method, student_cell, teacher_cell, value, gap, _config_link(model.get('Config')),
              _weights(_require(model, source, 'Weights')), f'`{meta.get("SHA256", "")}`']
     return task, dataset, metric, '| ' + ' | '.join(_cell(c) for c in cells) + ' |'
