@@ -28,9 +28,12 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 MB = 1 << 20
 
 WRITER = '''
-import os, sys
+import importlib.util, sys
 from mmengine.fileio import LocalBackend
-from mmdiffkd.engine.atomic import AtomicLocalBackend
+spec = importlib.util.spec_from_file_location('atomic', sys.argv[4])  # not all of mmdiffkd
+atomic = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(atomic)
+AtomicLocalBackend = atomic.AtomicLocalBackend
 backend = AtomicLocalBackend() if sys.argv[1] == 'atomic' else LocalBackend()
 path, size = sys.argv[2], int(sys.argv[3])
 i = 0
@@ -42,14 +45,16 @@ while True:
 '''
 
 
-def _kill_while_writing(tmp_path, kind, size=48 * MB, timeout=60):
+def _kill_while_writing(tmp_path, kind, size=32 * MB, timeout=60):
     """Start a writer looping over versions of one file; SIGKILL it mid-write. Returns
     (target path, whether the kill landed mid-write)."""
     target = tmp_path / kind / 'iter_1.pth'
     target.parent.mkdir()
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
                MMDIFFKD_SKIP_VERSION_CHECK='1')
-    proc = subprocess.Popen([sys.executable, '-c', WRITER, kind, str(target), str(size)],
+    atomic_py = osp.join(REPO, 'mmdiffkd', 'engine', 'atomic.py')
+    proc = subprocess.Popen([sys.executable, '-c', WRITER, kind, str(target), str(size),
+                             atomic_py],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pattern = temporary_name_pattern(target)
     deadline = time.time() + timeout
@@ -80,7 +85,7 @@ def _complete(path, size):
 
 @pytest.mark.parametrize('kind', ['atomic', 'plain'])
 def test_sigkill_mid_write_leaves_the_previous_complete_file(tmp_path, kind):
-    size = 48 * MB
+    size = 32 * MB
     target, pattern = _kill_while_writing(tmp_path, kind, size)
     if kind == 'plain':  # the control: MMEngine's LocalBackend.put writes in place
         assert not _complete(target, size)
@@ -195,16 +200,16 @@ def test_max_keep_one_survives_a_crash_during_the_save(tmp_path, hook_type):
 
 def test_same_behaviour_as_checkpoint_hook(tmp_path):
     """Same files and the same resume information as MMEngine's hook."""
-    run(tmp_path / 'a', 'mmdiffkd.AtomicCheckpointHook', iters=5, max_keep_ckpts=2)
-    run(tmp_path / 'b', 'CheckpointHook', iters=5, max_keep_ckpts=2)
+    run(tmp_path / 'a', 'mmdiffkd.AtomicCheckpointHook', iters=3, max_keep_ckpts=2)
+    run(tmp_path / 'b', 'CheckpointHook', iters=3, max_keep_ckpts=2)
     names = [sorted(n for n in os.listdir(tmp_path / d) if not n[0].isdigit())
              for d in 'ab']
-    assert names[0] == names[1] == ['iter_4.pth', 'iter_5.pth', 'last_checkpoint']
-    a = torch.load(tmp_path / 'a' / 'iter_5.pth', weights_only=True)
-    b = torch.load(tmp_path / 'b' / 'iter_5.pth', weights_only=True)
+    assert names[0] == names[1] == ['iter_2.pth', 'iter_3.pth', 'last_checkpoint']
+    a = torch.load(tmp_path / 'a' / 'iter_3.pth', weights_only=True)
+    b = torch.load(tmp_path / 'b' / 'iter_3.pth', weights_only=True)
     assert a['message_hub']['runtime_info']['keep_ckpt_ids'] == \
-        b['message_hub']['runtime_info']['keep_ckpt_ids'] == [4, 5]
-    assert a['message_hub']['runtime_info']['last_ckpt'] == str(tmp_path / 'a' / 'iter_5.pth')
+        b['message_hub']['runtime_info']['keep_ckpt_ids'] == [2, 3]
+    assert a['message_hub']['runtime_info']['last_ckpt'] == str(tmp_path / 'a' / 'iter_3.pth')
 
 
 def test_published_checkpoint_is_named_by_its_file_hash(tmp_path):

@@ -18,7 +18,6 @@ import os.path as osp
 import secrets
 from contextlib import contextmanager
 
-import torch
 from mmengine.fileio import LocalBackend, register_backend
 
 ATOMIC_BACKEND = 'mmdiffkd_atomic_local'
@@ -93,12 +92,14 @@ def atomic_write_text(path, text, encoding='utf-8'):
 
 def atomic_torch_save(obj, path):
     """``torch.save(obj, path)``, atomically."""
+    import torch
     with atomic_open(path, 'wb') as f:
         torch.save(obj, f)
 
 
 def torch_save_bytes(obj):
     """The bytes ``torch.save`` writes for ``obj`` (to hash them before choosing a name)."""
+    import torch
     with io.BytesIO() as buffer:
         torch.save(obj, buffer)
         return buffer.getvalue()

@@ -233,8 +233,10 @@ class NonFiniteLossHook(Hook):
         else:
             what = f'Non-finite loss at {where}: {keys or "loss"}'
         if self._wrapper is not None:
-            state = ('The optimizer step of this iteration was skipped, so the weights (and '
-                     'the BatchNorm statistics) were not updated with it')
+            state = ('The optimizer step of this iteration was skipped, so the weights '
+                     + ('(and the buffers, e.g. BatchNorm statistics) '
+                        if self._wrapper.restore_buffers else '')
+                     + 'were not updated with it')
         else:
             state = (f'The optimizer ({type(runner.optim_wrapper).__name__}) already applied '
                      'this step, so the weights in memory may be non-finite; no checkpoint was '
