@@ -1,6 +1,7 @@
 """Soak: many DiffKD distillation steps of tiny models on the CPU, printing resident memory.
 
     python benchmarks/soak_diffkd.py [--iters 1000] [--every 50] [--warmup 200] [--threads 1]
+                                     [--ckpt-every 250] [--batch-size 8] [--leak-kb 0]
 
 Trains ``tests/tiny_models.py``'s ``ToyClassifier`` (width 8) from a frozen width-16 teacher
 with DiffKD (on ``stage2``) + MSE (on the logits) through MMEngine's Runner, with what
@@ -10,10 +11,13 @@ Every ``--every`` iterations the process's resident set size (``/proc/self/statm
 recorded; the curve is printed with the growth after ``--warmup`` iterations and its slope
 (least squares, MiB per 1000 iterations). A leak of a few KiB per step shows as a slope; a
 flat curve after the warm-up means nothing accumulates per step (graphs kept alive by a
-recorder, log history, checkpoint buffers ...). ``tests/test_soak.py`` runs a shorter
-version with a tolerance, and a control that leaks on purpose.
+recorder, log history, checkpoint buffers ...). Run it as its own process: in a process that
+already freed much memory, new allocations reuse resident pages and a leak hides.
+``tests/test_soak.py`` runs a shorter version with a tolerance, and a control that leaks on
+purpose (``--leak-kb``), each in a fresh process.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -125,11 +129,19 @@ def main(argv=None):
     parser.add_argument('--warmup', type=int, default=200,
                         help='growth and slope are measured after this iteration')
     parser.add_argument('--ckpt-every', type=int, default=250)
+    parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--leak-kb', type=int, default=0,
+                        help='keep this many KiB alive per step (a control: must show growth)')
+    parser.add_argument('--json', help='also write the result to this file')
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    result = soak(args.iters, args.every, args.warmup, args.ckpt_every)
+    result = soak(args.iters, args.every, args.warmup, args.ckpt_every, args.batch_size,
+                  args.leak_kb)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f)
     print(f'{"iter":>6} {"RSS MiB":>9}')
     for step, rss in result['curve']:
         print(f'{step:>6} {rss / MIB:>9.1f}')

@@ -147,13 +147,14 @@ def _work_dir_with(work, damaged_last=True):
     return older, newest
 
 
-def test_auto_resume_refuses_a_truncated_last_checkpoint(experiment):
+@pytest.mark.parametrize('how', [['--resume'], ['--cfg-options', 'resume=True']])
+def test_auto_resume_refuses_a_truncated_last_checkpoint(experiment, how):
     directory, config = experiment
     work = directory / 'work'
     older, newest = _work_dir_with(work)
     before = sorted(os.listdir(work))
     with pytest.raises(CorruptCheckpointError) as info:
-        load_tool('train').main([config, '--work-dir', str(work), '--resume'])
+        load_tool('train').main([config, '--work-dir', str(work), *how])
     message = str(info.value)
     assert f"names '{newest}', which is truncated" in message
     assert f'`--resume {older}`' in message  # the newest complete one, not the best_*

@@ -57,11 +57,7 @@ def build_cfg(args):
         setup_amp(cfg)
     if args.resume == 'auto':
         cfg.resume = True
-        # the checkpoint last_checkpoint names, checked complete; None: a first run
-        cfg.load_from = resume_checkpoint_in(cfg.work_dir)
-        if cfg.load_from is not None:
-            print_log(f'Resuming from {cfg.load_from} (named by the work dir\'s '
-                      'last_checkpoint).', logger='current')
+        cfg.load_from = None
     elif args.resume is not None:
         if '://' not in args.resume and not osp.isfile(args.resume):
             raise FileNotFoundError(f'--resume {args.resume!r}: no such checkpoint file (give '
@@ -69,6 +65,12 @@ def build_cfg(args):
                                     'work dir).')
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and not cfg.get('load_from'):  # --resume alone, or resume=True
+        # the checkpoint last_checkpoint names, checked complete; None: a first run
+        cfg.load_from = resume_checkpoint_in(cfg.work_dir)
+        if cfg.load_from is not None:
+            print_log(f'Resuming from {cfg.load_from} (named by the work dir\'s '
+                      'last_checkpoint).', logger='current')
     if cfg.get('load_from') and '://' not in cfg.load_from:
         what = '--resume' if cfg.get('resume') else 'load_from'
         if not osp.isfile(cfg.load_from):
