@@ -2,7 +2,7 @@
 ``benchmarks/soak_diffkd.py``), and the measurement does see a leak of 256 KiB per step.
 
 Each run is a fresh process: in the test process, memory freed by earlier tests is reused by
-new allocations without raising the RSS, which hides a leak (seen: a 25 MiB control leak
+new allocations without raising the RSS, which hides a leak (seen: a 15 MiB control leak
 measured as 0 MiB growth at the end of the whole suite).
 """
 import json
