@@ -191,6 +191,40 @@ def test_bad_arguments(trained, tmp_path):
             train.main([config, '--amp'])
 
 
+def test_bad_input_is_refused_before_anything_is_written(experiment, tmp_path):
+    directory, config = experiment
+    train = load_tool('train')
+    work = tmp_path / 'work'
+    with pytest.raises(FileNotFoundError, match=r"toy_distil\.py' does not exist\. Did you "
+                                                r"mean .*toy_distill\.py'"):
+        train.main([str(directory / 'toy_distil.py'), '--work-dir', str(work)])
+    with pytest.raises(FileNotFoundError, match="its directory .* does not exist"):
+        train.main([str(tmp_path / 'no' / 'cfg.py'), '--work-dir', str(work)])
+    with pytest.raises(KeyError, match=r"has no 'max_iter' under train_cfg\. Did you mean "
+                                       r"'train_cfg\.max_iters'\?"):
+        train.main([config, '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iter=9'])
+    with pytest.raises(KeyError, match="has no 'trian_cfg' under the top level. Did you mean "
+                                       "'train_cfg'"):
+        train.main([config, '--work-dir', str(work), '--cfg-options', 'trian_cfg.max_iters=9'])
+    with pytest.raises(KeyError, match="has no 'fpn' under model.distill_losses"):
+        train.main([config, '--work-dir', str(work), '--cfg-options',
+                    'model.distill_losses.fpn.weight=2'])
+    assert not work.exists()
+    afile = tmp_path / 'afile'
+    afile.write_text('not a directory')
+    for bad in (afile, afile / 'sub'):
+        with pytest.raises(NotADirectoryError, match='Work dir .* not a directory'):
+            train.main([config, '--work-dir', str(bad)])
+    assert afile.read_text() == 'not a directory'
+    assert sorted(os.listdir(tmp_path)) == ['afile']
+    # what does exist is accepted: nested keys, list indices, top-level Runner arguments
+    cfg = train.build_cfg(train.parse_args([
+        config, '--work-dir', str(work), '--cfg-options', 'train_cfg.max_iters=3',
+        'param_scheduler.0.gamma=0.5', 'randomness.seed=3', 'resume=False']))
+    assert cfg.train_cfg.max_iters == 3 and cfg.param_scheduler[0].gamma == 0.5
+    assert cfg.randomness.seed == 3 and not work.exists()
+
+
 def test_test_tool_evaluates_and_dumps(trained, tmp_path):
     config, work_dir = trained
     out = tmp_path / 'preds.pkl'

@@ -1,10 +1,14 @@
 """Train a distiller, or any plain mmdet / mmseg / mmpretrain config, with MMEngine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                                 [--on-nonfinite stop|skip]
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
     bash tools/dist_train.sh CONFIG NUM_PROCESSES [same options]
 
-``--resume`` without a path resumes from the latest checkpoint in the work dir.
+``--resume`` without a path resumes from the checkpoint the work dir's ``last_checkpoint``
+names, after checking it is complete. Checkpoints are written atomically
+(``mmdiffkd.AtomicCheckpointHook``) and a NaN / inf loss stops training, or skips the step,
+naming the loss (``mmdiffkd.NonFiniteLossHook``); see docs/tools.md, "What survives a fault".
 Importing mmdiffkd registers its models, losses and hooks, and makes every checkpoint load use
 ``torch.load(weights_only=True)`` with the allow-list MMEngine's own checkpoints need.
 """
@@ -12,6 +16,7 @@ import argparse
 import os.path as osp
 import sys
 
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -20,8 +25,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import mmdiffkd  # noqa: E402,F401  (version check)
 import mmdiffkd.engine  # noqa: E402  (safe checkpoint loading, hooks, CPU DDP wrapper)
 import mmdiffkd.models  # noqa: E402,F401  (Distiller and losses)
+from mmdiffkd.engine.integrity import check_checkpoint, resume_checkpoint_in  # noqa: E402
 from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
-                                    parse_common_args, prepare_launch, setup_amp)
+                                    parse_common_args, prepare_launch, setup_amp,
+                                    use_safe_training)
+from mmdiffkd.engine.nonfinite import ACTIONS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,11 +42,16 @@ def parse_args(argv=None):
                              'checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (AmpOptimWrapper; needs a GPU)')
+    parser.add_argument('--on-nonfinite', choices=ACTIONS, default=None,
+                        help='when a loss turns NaN / inf: stop (default) or skip the step; '
+                             'either way the message names the loss, the iteration and the '
+                             'last checkpoint')
     add_common_args(parser)
     return parse_common_args(parser, argv)
 
 
 def build_cfg(args):
+    """The Runner config; every check that can fail runs here, before anything is written."""
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if args.amp:
         setup_amp(cfg)
@@ -52,6 +65,18 @@ def build_cfg(args):
                                     'work dir).')
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and not cfg.get('load_from'):  # --resume alone, or resume=True
+        # the checkpoint last_checkpoint names, checked complete; None: a first run
+        cfg.load_from = resume_checkpoint_in(cfg.work_dir)
+        if cfg.load_from is not None:
+            print_log(f'Resuming from {cfg.load_from} (named by the work dir\'s '
+                      'last_checkpoint).', logger='current')
+    if cfg.get('load_from') and '://' not in cfg.load_from:
+        what = '--resume' if cfg.get('resume') else 'load_from'
+        if not osp.isfile(cfg.load_from):
+            raise FileNotFoundError(f'{what} {cfg.load_from!r}: no such checkpoint file.')
+        check_checkpoint(cfg.load_from, what=what)
+    use_safe_training(cfg, args.on_nonfinite)
     prepare_launch(cfg, args.launcher)
     return cfg
 

@@ -17,6 +17,7 @@ keys instead of silently keeping random weights.
 """
 import io
 import logging
+import os
 import os.path as osp
 import pickle
 import re
@@ -31,6 +32,7 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _process_mmcls_checkpo
                                         get_deprecated_model_names, get_external_models,
                                         get_mmcls_models, get_torchvision_models)
 
+from .integrity import CorruptCheckpointError, check_checkpoint
 from .safe_globals import register_mmengine_safe_globals
 
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
@@ -70,10 +72,36 @@ def _refuse_unsafe(name):
             f'torch said: {err}') from None
 
 
+# what torch.load raises for a damaged file (checkpoint_problem catches most of them first)
+_DAMAGED = ('PytorchStreamReader', 'unexpected EOF', 'corrupted', 'invalid header',
+            'not resizable', 'central directory')
+
+
 def torch_load_safe(f, map_location='cpu', source=None):
-    """``torch.load(f, weights_only=True)`` with a clear error for unsafe pickles."""
-    with _refuse_unsafe(source if source is not None else str(f)):
-        return torch.load(f, map_location=map_location, weights_only=True)
+    """``torch.load(f, weights_only=True)`` with clear errors for unsafe pickles and for
+    truncated, damaged or non-torch files (:class:`CorruptCheckpointError`, naming the file).
+
+    ``f`` is a path or a seekable binary file; it is checked to be complete (zip index and
+    CRC-32 of every member, see :mod:`.integrity`) before anything is unpickled.
+    """
+    name = source if source is not None else str(f)
+    check_checkpoint(f if isinstance(f, (str, os.PathLike)) or f.seekable() else None,
+                     hint=' Use another checkpoint, or copy / download this one again.',
+                     what='Checkpoint', name=name)
+    with _refuse_unsafe(name):
+        try:
+            return torch.load(f, map_location=map_location, weights_only=True)
+        except EOFError:
+            raise CorruptCheckpointError(
+                f'Checkpoint {name!r} is truncated: the pickle ends early. Nothing was loaded '
+                'from it. Use another checkpoint, or copy / download this one again.') from None
+        except RuntimeError as err:
+            if not any(text in str(err) for text in _DAMAGED):
+                raise
+            raise CorruptCheckpointError(
+                f'Checkpoint {name!r} is truncated or damaged (torch said: '
+                f'{str(err).splitlines()[0]}). Nothing was loaded from it. Use another '
+                'checkpoint, or copy / download this one again.') from None
 
 
 # ---- loaders registered into MMEngine's CheckpointLoader -------------------------------------

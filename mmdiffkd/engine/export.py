@@ -11,15 +11,17 @@ student's config alone (``mmdet.apis.init_detector``, ``mmseg.apis.init_model``,
 - no optimizer, schedulers, message hub, teacher or distillation-loss modules.
 
 Like OpenMMLab's ``publish_model.py`` the file name gets the first 8 hex digits of its sha256
-(``name-1a2b3c4d.pth``), the convention ``torch.hub`` checks with ``check_hash=True``.
+(``name-1a2b3c4d.pth``), the convention ``torch.hub`` checks with ``check_hash=True``. The file
+is written atomically (temporary file, fsync, rename), so a crash never leaves a half-written
+release under its final name.
 """
 import hashlib
-import os
 import os.path as osp
 from collections import OrderedDict
 
 import torch
 
+from .atomic import atomic_write_bytes, torch_save_bytes
 from .checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict_checked
 
 STUDENT_PREFIX = 'student.'
@@ -88,12 +90,9 @@ def export_student(in_file, out_file, config=None, hash_suffix=True, plain=False
         meta['cfg'] = cfg.pretty_text
     if not out_file.endswith('.pth'):
         raise ValueError(f'out_file {out_file!r} must end with .pth.')
-    out_dir = osp.dirname(osp.abspath(out_file))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = out_file + '.tmp'
-    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
+    data = torch_save_bytes(dict(state_dict=state_dict, meta=meta))
     final = out_file
     if hash_suffix:
-        final = f'{out_file[:-len(".pth")]}-{sha256_of(tmp)[:8]}.pth'
-    os.replace(tmp, final)
+        final = f'{out_file[:-len(".pth")]}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    atomic_write_bytes(final, data)  # temporary file, fsync, rename: never half-written
     return final

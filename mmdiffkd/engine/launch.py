@@ -1,4 +1,5 @@
-"""Adapt a config to the launcher and the machine before the Runner is built.
+"""Adapt a config to the launcher and the machine before the Runner is built, and check the
+tools' input (config path, ``--cfg-options`` keys, work dir) before anything is written.
 
 MMEngine defaults to the NCCL backend and CUDA devices for ``--launcher pytorch``. Without
 CUDA (CPU-only CI, laptops) we switch to what works there: the gloo backend, the
@@ -6,6 +7,9 @@ CUDA (CPU-only CI, laptops) we switch to what works there: the gloo backend, the
 ``init_dist`` calls ``torch.cuda.set_device``, which fails without a GPU).
 """
 import datetime
+import difflib
+import inspect
+import logging
 import os
 import os.path as osp
 
@@ -13,6 +17,7 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.runner import Runner
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -35,15 +40,162 @@ def parse_common_args(parser, argv=None):
     return args
 
 
+class ConfigKeyError(KeyError):
+    """A ``--cfg-options`` key that the config does not have (printed without KeyError's
+    quotes)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def check_config_path(path):
+    """A clear error for a config path that does not exist, proposing close names."""
+    if osp.isfile(path):
+        return
+    directory = osp.dirname(path) or '.'
+    hint = ''
+    if osp.isdir(directory):
+        close = difflib.get_close_matches(osp.basename(path), os.listdir(directory), n=3)
+        if close:
+            hint = ' Did you mean ' + ' or '.join(repr(osp.join(directory, c)) for c in close)
+            hint += '?'
+    elif path:
+        hint = f' (its directory {directory!r} does not exist either)'
+    kind = 'is a directory, not a config file' if osp.isdir(path) else 'does not exist'
+    raise FileNotFoundError(f'Config file {path!r} {kind}.{hint} Nothing was written.')
+
+
+def check_cfg_options(cfg, cfg_options, path='the config'):
+    """Every ``--cfg-options`` key must exist in the config: MMEngine would add a misspelt key
+    silently (``train_cfg.max_iter=10`` next to ``max_iters``) and train with the old value.
+
+    A missing top-level key that the Runner reads (``randomness``, ``load_from`` ...) may be
+    added. Keys into lists take indices (``model.backbone.out_indices.0=1``).
+    """
+    runner_keys = set(inspect.signature(Runner.__init__).parameters) - {'self'}
+    for key in cfg_options or {}:
+        parts = key.split('.')
+        node, prefix = cfg._cfg_dict, []
+        for part in parts:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                break
+            prefix.append(part)
+        else:
+            continue
+        if not prefix and parts[0] in runner_keys:
+            continue
+        where = '.'.join(prefix) or 'the top level'
+        known = list(node) if isinstance(node, dict) else (
+            [str(i) for i in range(len(node))] if isinstance(node, (list, tuple)) else [])
+        missing = parts[len(prefix)]
+        close = difflib.get_close_matches(missing, known, n=2, cutoff=0.75)
+        hint = (' Did you mean ' + ' or '.join(repr('.'.join(prefix + [c])) for c in close)
+                + '?') if close else ''
+        if not known:
+            listing = f' {where!r} holds a {type(node).__name__}, not a dict.'
+        else:
+            shown = ', '.join(known[:20]) + (', ...' if len(known) > 20 else '')
+            listing = f' Keys under {where}: {shown}.'
+        raise ConfigKeyError(f'--cfg-options {key}: {path} has no {missing!r} under {where}.{hint}'
+                       f'{listing} To set a key the config does not have, add it to the config '
+                       '(or to a config that inherits it with _base_). Nothing was written.')
+
+
+def check_work_dir(work_dir):
+    """A work dir (or one of its parents) that is an existing file: a clear error now, not a
+    ``FileExistsError`` from deep in the Runner after other files were written."""
+    path = osp.abspath(work_dir)
+    while not osp.exists(path) and osp.dirname(path) != path:
+        path = osp.dirname(path)
+    if not osp.isdir(path):
+        what = ('is a file' if path == osp.abspath(work_dir) else
+                f'is inside {path!r}, which is a file')
+        raise NotADirectoryError(f'Work dir {work_dir!r} {what}, not a directory. Pass another '
+                                 '--work-dir (or move the file away). Nothing was written.')
+
+
 def load_config(path, cfg_options=None, work_dir=None):
-    """The config at ``path`` with overrides; work dir defaults to ./work_dirs/<config name>."""
+    """The config at ``path`` with overrides; work dir defaults to ./work_dirs/<config name>.
+
+    Checks before anything is written: the config exists, every ``cfg_options`` key exists in
+    it, the work dir is not a file.
+    """
+    check_config_path(path)
     cfg = Config.fromfile(path)
     if cfg_options is not None:
+        check_cfg_options(cfg, cfg_options, path=path)
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    check_work_dir(cfg.work_dir)
+    return cfg
+
+
+def _type_name(type_):
+    name = type_ if isinstance(type_, str) else getattr(type_, '__name__', '')
+    return name.split('.')[-1]
+
+
+def use_safe_training(cfg, on_nonfinite=None):
+    """Crash-safe checkpoints and the non-finite loss guard, with no change to the config file.
+
+    - ``default_hooks.checkpoint``: MMEngine's ``CheckpointHook`` (also the Runner's default
+      when the config has none) becomes ``mmdiffkd.AtomicCheckpointHook`` (same arguments).
+    - ``optim_wrapper.type``: ``OptimWrapper`` / ``AmpOptimWrapper`` become
+      ``mmdiffkd.FiniteLossOptimWrapper`` / ``FiniteLossAmpOptimWrapper``.
+    - ``custom_hooks`` gets ``mmdiffkd.NonFiniteLossHook`` (``action`` from ``on_nonfinite``,
+      default ``'stop'``) unless it has one (then ``on_nonfinite``, if given, sets its action).
+
+    Returns the config (changed in place).
+    """
+    from .nonfinite import ACTIONS, finite_wrapper_type
+    if on_nonfinite is not None and on_nonfinite not in ACTIONS:
+        raise ValueError(f'on_nonfinite={on_nonfinite!r}; valid: {ACTIONS}.')
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
+    if 'checkpoint' not in hooks:
+        hooks['checkpoint'] = dict(type='mmdiffkd.AtomicCheckpointHook', interval=1)
+    elif hooks['checkpoint'] is not None:
+        name = _type_name(hooks['checkpoint'].get('type'))
+        if name == 'CheckpointHook':
+            hooks['checkpoint']['type'] = 'mmdiffkd.AtomicCheckpointHook'
+        elif name != 'AtomicCheckpointHook':
+            print_log(f'default_hooks.checkpoint is {hooks["checkpoint"].get("type")!r}, not '
+                      "MMEngine's CheckpointHook: its checkpoints are written as it writes them "
+                      '(not necessarily atomically).', logger='current',
+                      level=logging.WARNING)
+
+    guarded = False
+    if cfg.get('optim_wrapper') is not None:
+        guarded_type = finite_wrapper_type(cfg.optim_wrapper.get('type', 'OptimWrapper'))
+        if guarded_type is not None:
+            cfg.optim_wrapper['type'] = guarded_type
+            guarded = True
+    custom = list(cfg.get('custom_hooks') or [])
+    mine = [h for h in custom if _type_name(h.get('type')) == 'NonFiniteLossHook']
+    if mine:
+        if on_nonfinite is not None:
+            for hook in mine:
+                hook['action'] = on_nonfinite
+    else:
+        custom.append(dict(type='mmdiffkd.NonFiniteLossHook',
+                           action=on_nonfinite or 'stop'))
+    cfg.custom_hooks = custom
+    actions = {h.get('action', 'stop') for h in custom
+               if _type_name(h.get('type')) == 'NonFiniteLossHook'}
+    if 'skip' in actions and not guarded:
+        raise ValueError(
+            f'--on-nonfinite skip needs optim_wrapper.type OptimWrapper or AmpOptimWrapper '
+            f'(replaced by their mmdiffkd.FiniteLoss* twins, which skip the update); the '
+            f'config has {cfg.get("optim_wrapper", {}).get("type")!r}. Use --on-nonfinite '
+            'stop. Nothing was written.')
     return cfg
 
 
