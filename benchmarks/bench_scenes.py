@@ -65,11 +65,11 @@ TASKS = {
                 'diffkd': 'R-18 + DiffKD (5 FPN levels)', 'pkd': 'R-18 + PKD (5 FPN levels)'}),
     'seg': dict(
         holdout_options=(
-            'train_dataloader.dataset.ann_file=splits/train_fit.txt',
-            'val_dataloader.dataset.ann_file=splits/train_holdout.txt',
+            '+train_dataloader.dataset.ann_file=splits/train_fit.txt',
+            '+val_dataloader.dataset.ann_file=splits/train_holdout.txt',
             'val_dataloader.dataset.data_prefix.img_path=train/images',
             'val_dataloader.dataset.data_prefix.seg_map_path=train/labels',
-            'test_dataloader.dataset.ann_file=splits/train_holdout.txt',
+            '+test_dataloader.dataset.ann_file=splits/train_holdout.txt',
             'test_dataloader.dataset.data_prefix.img_path=train/images',
             'test_dataloader.dataset.data_prefix.seg_map_path=train/labels'),
         metric='mIoU', extra=('aAcc',), scale=1.0,
@@ -116,13 +116,14 @@ def last_checkpoint(work_dir):
 
 
 def format_option(key, value):
-    """``key=value`` as MMEngine's ``--cfg-options`` parses it back to ``value``."""
+    """``+key=value`` as ``--cfg-options`` parses it back to ``value`` (``+``: the key may be one
+    the config leaves at its default, e.g. a loss argument)."""
     def text(v):
         if isinstance(v, (list, tuple)):
             inner = ','.join(text(x) for x in v)
             return f'[{inner}]' if isinstance(v, list) else f'({inner})'
         return str(v)
-    return f'{key}={text(value)}'
+    return f'+{key}={text(value)}'
 
 
 def run_options(task, run, seed, cfg_options=(), trial=None, split='test'):
@@ -166,7 +167,7 @@ def run_one(task, run, seed, args, trial=None, split='test'):
         teacher_dir = osp.join(args.work_root, task, f'teacher_seed{args.teacher_seed}')
         options.append(f'model.teacher.checkpoint={last_checkpoint(teacher_dir)}')
         if trial is not None and trial.pretrain:
-            options.append('model.init_distill_losses=' +
+            options.append('+model.init_distill_losses=' +
                            pretrain(config, options, work_dir, trial.pretrain, env))
     cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config, '--work-dir', work_dir,
            '--cfg-options', *options]
@@ -215,7 +216,7 @@ def collect(work_dir, spec, run, seed, config, options):
     parsed = {}
     for option in options:
         key, value = option.split('=', 1)
-        parsed[key] = DictAction._parse_iterable(value)
+        parsed[key.lstrip('+')] = DictAction._parse_iterable(value)
     cfg.merge_from_dict(parsed)
     train_cfg = cfg.train_cfg
     last = train_cfg.get('max_epochs', train_cfg.get('max_iters'))

@@ -196,7 +196,7 @@ def test_pretrain_tool_end_to_end(tmp_path):
            '--cfg-options', f'model.teacher.checkpoint={ckpt}',
            'train_dataloader.batch_size=8', 'train_dataloader.num_workers=0',
            'train_dataloader.persistent_workers=False',
-           'train_dataloader.dataset.indices=16',
+           '+train_dataloader.dataset.indices=16',
            f'train_dataloader.dataset.data_root={tmp_path / "data"}']
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(__import__('os').environ, OMP_NUM_THREADS='1'))

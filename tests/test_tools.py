@@ -206,9 +206,11 @@ def test_bad_input_is_refused_before_anything_is_written(experiment, tmp_path):
     with pytest.raises(KeyError, match="has no 'trian_cfg' under the top level. Did you mean "
                                        "'train_cfg'"):
         train.main([config, '--work-dir', str(work), '--cfg-options', 'trian_cfg.max_iters=9'])
-    with pytest.raises(KeyError, match="has no 'fpn' under model.distill_losses"):
+    with pytest.raises(KeyError, match="has no 'fpn' under model.distill_losses.*Only the last"):
         train.main([config, '--work-dir', str(work), '--cfg-options',
-                    'model.distill_losses.fpn.weight=2'])
+                    '+model.distill_losses.fpn.weight=2'])  # + adds a last part only
+    with pytest.raises(KeyError, match=r"write it with a leading \+: \+train_cfg.max_epoch="):
+        train.main([config, '--work-dir', str(work), '--cfg-options', 'train_cfg.max_epoch=9'])
     assert not work.exists()
     afile = tmp_path / 'afile'
     afile.write_text('not a directory')
@@ -223,6 +225,12 @@ def test_bad_input_is_refused_before_anything_is_written(experiment, tmp_path):
         'param_scheduler.0.gamma=0.5', 'randomness.seed=3', 'resume=False']))
     assert cfg.train_cfg.max_iters == 3 and cfg.param_scheduler[0].gamma == 0.5
     assert cfg.randomness.seed == 3 and not work.exists()
+    # a new key, asked for explicitly with a leading +, is added (the + is not kept)
+    cfg = train.build_cfg(train.parse_args([
+        config, '--work-dir', str(work), '--cfg-options', '+train_cfg.val_begin=2',
+        '+train_cfg.max_iters=4']))
+    assert cfg.train_cfg.val_begin == 2 and cfg.train_cfg.max_iters == 4
+    assert '+train_cfg' not in cfg and not work.exists()
 
 
 def test_test_tool_evaluates_and_dumps(trained, tmp_path):

@@ -2,7 +2,7 @@
 
     python tools/pretrain_diffkd.py CONFIG [--iters 500] [--lr 1e-3] [--out FILE]
                                            [--cfg-options k=v ...]
-    python tools/train.py CONFIG --cfg-options model.init_distill_losses=FILE
+    python tools/train.py CONFIG --cfg-options +model.init_distill_losses=FILE
 
 Runs the config's training data through the frozen teacher and trains each DiffKD module's
 diffusion model (and autoencoder) on those features alone, then writes the distillation modules'
@@ -60,7 +60,7 @@ def main(argv=None):
                                                 iters=args.iters, lr=args.lr, log=rows))
     print(f'DiffKD pre-training written to {out}; distil from it with\n'
           f'  python tools/train.py {args.config} --cfg-options '
-          f'model.init_distill_losses={out}')
+          f'+model.init_distill_losses={out}')
 
 
 if __name__ == '__main__':

@@ -69,12 +69,18 @@ def check_cfg_options(cfg, cfg_options, path='the config'):
     """Every ``--cfg-options`` key must exist in the config: MMEngine would add a misspelt key
     silently (``train_cfg.max_iter=10`` next to ``max_iters``) and train with the old value.
 
-    A missing top-level key that the Runner reads (``randomness``, ``load_from`` ...) may be
-    added. Keys into lists take indices (``model.backbone.out_indices.0=1``).
+    A key written with a leading ``+`` may add a new last part under an existing one
+    (``+model.init_distill_losses=FILE``, ``+train_dataloader.dataset.indices=100``), as
+    Hydra's ``+`` does; a missing top-level key that the Runner reads (``randomness``,
+    ``load_from`` ...) may be added without it. Keys into lists take indices
+    (``model.backbone.out_indices.0=1``). Returns the options with the ``+`` marks removed.
     """
     runner_keys = set(inspect.signature(Runner.__init__).parameters) - {'self'}
-    for key in cfg_options or {}:
-        parts = key.split('.')
+    plain = {}
+    for key, value in (cfg_options or {}).items():
+        add = key.startswith('+')
+        parts = key.lstrip('+').split('.')
+        plain['.'.join(parts)] = value
         node, prefix = cfg._cfg_dict, []
         for part in parts:
             if isinstance(node, dict) and part in node:
@@ -88,6 +94,8 @@ def check_cfg_options(cfg, cfg_options, path='the config'):
             continue
         if not prefix and parts[0] in runner_keys:
             continue
+        if add and len(prefix) == len(parts) - 1 and isinstance(node, dict):
+            continue  # an explicit new key under an existing dict
         where = '.'.join(prefix) or 'the top level'
         known = list(node) if isinstance(node, dict) else (
             [str(i) for i in range(len(node))] if isinstance(node, (list, tuple)) else [])
@@ -100,9 +108,15 @@ def check_cfg_options(cfg, cfg_options, path='the config'):
         else:
             shown = ', '.join(known[:20]) + (', ...' if len(known) > 20 else '')
             listing = f' Keys under {where}: {shown}.'
-        raise ConfigKeyError(f'--cfg-options {key}: {path} has no {missing!r} under {where}.{hint}'
-                       f'{listing} To set a key the config does not have, add it to the config '
-                       '(or to a config that inherits it with _base_). Nothing was written.')
+        if len(prefix) == len(parts) - 1 and isinstance(node, dict):
+            fix = (f' To add a key the config does not have, write it with a leading +: '
+                   f'+{".".join(parts)}=...')
+        else:
+            fix = (' Only the last part of a key can be new (written with a leading +); add '
+                   'the rest to the config.')
+        raise ConfigKeyError(f'--cfg-options {key}: {path} has no {missing!r} under {where}.'
+                             f'{hint}{listing}{fix} Nothing was written.')
+    return plain
 
 
 def check_work_dir(work_dir):
@@ -127,8 +141,7 @@ def load_config(path, cfg_options=None, work_dir=None):
     check_config_path(path)
     cfg = Config.fromfile(path)
     if cfg_options is not None:
-        check_cfg_options(cfg, cfg_options, path=path)
-        cfg.merge_from_dict(cfg_options)
+        cfg.merge_from_dict(check_cfg_options(cfg, cfg_options, path=path))
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
