@@ -148,20 +148,36 @@ def test_batch_one_logits_and_maps():
     _finite_grads(maps)
 
 
-def test_batchnorm_single_value_fallback_and_exact_otherwise():
+@pytest.mark.parametrize('shape', [(1, 3, 1, 1), (2, 3, 1, 1), (3, 3, 1, 1), (1, 3, 1, 3)])
+def test_batchnorm_few_values_fall_back_to_running_stats(shape):
+    """Fewer than MIN_BATCH_VALUES (4) values per channel: running statistics, left unchanged,
+    and a bounded gradient (plain BatchNorm's output is +-1 at two values, whatever the input)."""
+    torch.manual_seed(0)
+    ours = BatchNorm2d(3)
+    ours.running_mean.uniform_(-1, 1)
+    ours.running_var.uniform_(0.5, 2)
+    mean, var = ours.running_mean.clone(), ours.running_var.clone()
+    x = torch.randn(*shape, requires_grad=True)
+    expected = (x - mean.view(1, 3, 1, 1)) / (var.view(1, 3, 1, 1) + ours.eps).sqrt()
+    out = ours(x)
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(ours.running_mean, mean) and torch.equal(ours.running_var, var)
+    assert ours.num_batches_tracked.item() == 0
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (1 / (var + ours.eps).sqrt()).view(1, 3, 1, 1).expand(shape))
+
+
+@pytest.mark.parametrize('shape', [(4, 3, 1, 1), (2, 3, 1, 2), (1, 3, 2, 2), (2, 3, 4, 5)])
+def test_batchnorm_is_plain_batchnorm_from_four_values(shape):
     torch.manual_seed(0)
     ours, ref = BatchNorm2d(3), nn.BatchNorm2d(3)
     ours.running_mean.uniform_(-1, 1)
     ours.running_var.uniform_(0.5, 2)
     ref.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 3, 1, 1)
-    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)  # B >= 2: plain BatchNorm
-    torch.testing.assert_close(ours.running_mean, ref.running_mean, rtol=0, atol=0)
-    one = torch.randn(1, 3, 1, 1)
-    mean, var = ours.running_mean.clone(), ours.running_var.clone()
-    expected = (one - mean.view(1, 3, 1, 1)) / (var.view(1, 3, 1, 1) + ours.eps).sqrt()
-    torch.testing.assert_close(ours(one), expected)
-    assert torch.equal(ours.running_mean, mean) and torch.equal(ours.running_var, var)
+    x = torch.randn(*shape)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+    for a, b in zip(ours.state_dict().values(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_injected_draws_and_generator_make_it_reproducible():
