@@ -20,7 +20,7 @@ pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from test_tools import load_tool  # noqa: E402
-from tiny_models import det_dataset, teacher_checkpoint  # noqa: E402
+from tiny_models import det_dataset, teacher_checkpoint, tiny_mmdet_model  # noqa: E402
 
 import mmdiffkd.engine  # noqa: E402,F401
 from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SceneSettings,  # noqa: E402
@@ -255,21 +255,6 @@ def test_diffkd_plus_pkd_config_trains_with_both_losses(scenes_root, tmp_path, t
 
 # ---- FCOS and GFL: the same block, by config alone ------------------------------------------
 
-def _tiny_from_mmdet(path, width, head_overrides):
-    """mmdet's own config with a 1/4-width (student) or 1/2-width (teacher) ResNet-18 and a
-    slim FPN / head, no pretrained weights, 3 classes."""
-    from mmdiffkd.models.distillers.builder import resolve_config_path
-    model = copy.deepcopy(Config.fromfile(resolve_config_path(f'mmdet::{path}')).model)
-    base = 16 * width
-    model.backbone.update(depth=18, base_channels=base, init_cfg=None, frozen_stages=-1,
-                          norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False)
-    model.neck.update(in_channels=[base, base * 2, base * 4, base * 8], out_channels=32 * width)
-    model.bbox_head.update(num_classes=3, in_channels=32 * width, feat_channels=32 * width,
-                           stacked_convs=1, **head_overrides)
-    model.test_cfg.score_thr = 0.0
-    return model
-
-
 # Both heads use GroupNorm(32): on 32 channels and the 1x1 top level of a 64 px image that is one
 # value per group, which GroupNorm refuses; 8 groups keep 4 channels per group.
 GN8 = dict(norm_cfg=dict(type='GN', num_groups=8, requires_grad=True))
@@ -292,8 +277,8 @@ def test_diffkd_fpn_block_works_for_fcos_and_gfl(name):
     block = Config.fromfile(osp.join(SCENES, RETINA)).model.distill_losses
     model = MODELS.build(dict(
         type='mmdiffkd.Distiller',
-        student=_tiny_from_mmdet(path, 1, overrides),
-        teacher=dict(config=_tiny_from_mmdet(path, 2, overrides), checkpoint=None,
+        student=tiny_mmdet_model(path, 1, overrides),
+        teacher=dict(config=tiny_mmdet_model(path, 2, overrides), checkpoint=None,
                      allow_untrained=True),
         distill_losses=block, dry_run=dict(input_size=(64, 64))))
     assert type(model.student).__name__ == {'fcos': 'FCOS', 'gfl': 'GFL'}[name]
