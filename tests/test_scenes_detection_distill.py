@@ -20,7 +20,8 @@ pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from test_tools import load_tool  # noqa: E402
-from tiny_models import det_dataset, teacher_checkpoint, tiny_mmdet_model  # noqa: E402
+from tiny_models import (det_dataset, teacher_checkpoint, tiny_mmdet_model,  # noqa: E402
+                         unscoped)
 
 import mmdiffkd.engine  # noqa: E402,F401
 from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SceneSettings,  # noqa: E402
@@ -323,15 +324,6 @@ def _metafile_weights(folder, name):
     return entry['Weights']
 
 
-def _unscoped(value):
-    """``value`` without the ``_scope_`` keys MMEngine adds to ``mmdet::`` bases."""
-    if isinstance(value, dict):
-        return {k: _unscoped(v) for k, v in value.items() if k != '_scope_'}
-    if isinstance(value, (list, tuple)):
-        return [_unscoped(v) for v in value]
-    return value
-
-
 @pytest.mark.parametrize('name', sorted(COCO))
 def test_coco_config_matches_mmdet_and_its_model_zoo(name):
     folder, student, teacher, _ = COCO[name]
@@ -339,10 +331,10 @@ def test_coco_config_matches_mmdet_and_its_model_zoo(name):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'coco', name))
     plain = Config.fromfile(resolve_config_path(f'mmdet::{folder}/{student}.py'))
     # the student experiment is mmdet's own, unchanged: model, data, schedule, optimizer
-    assert _unscoped(cfg.model.student) == _unscoped(plain.model)
+    assert unscoped(cfg.model.student) == unscoped(plain.model)
     for key in ('train_dataloader', 'val_dataloader', 'val_evaluator', 'optim_wrapper',
                 'param_scheduler', 'train_cfg', 'auto_scale_lr'):
-        assert _unscoped(cfg[key]) == _unscoped(plain[key]), key
+        assert unscoped(cfg[key]) == unscoped(plain[key]), key
     assert cfg.train_cfg.max_epochs == 12  # 1x
     assert cfg.model.teacher.config == f'mmdet::{folder}/{teacher}.py'
     assert cfg.model.teacher.checkpoint == _metafile_weights(folder, teacher)

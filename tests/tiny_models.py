@@ -242,6 +242,16 @@ def tiny_mmdet_model(path, width, head_overrides=None):
     return model
 
 
+def unscoped(value):
+    """``value`` without the ``_scope_`` keys MMEngine adds to ``mmdet::`` / ``mmpretrain::``
+    bases (to compare a config with the OpenMMLab config it is built on)."""
+    if isinstance(value, dict):
+        return {k: unscoped(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [unscoped(v) for v in value]
+    return value
+
+
 def teacher_checkpoint(distill_cfg, path, seed=1):
     """Build the teacher of ``distill_cfg`` with seeded random weights and save it (a stand-in
     for a trained teacher: no weights are downloaded in tests)."""
