@@ -272,10 +272,11 @@ def _side(owner, role, spec, shared):
 def _record(owner, role, side) -> Record:
     where = f'{owner}.{role}'
     if side['source'] not in SOURCES:
-        raise ValueError(f'{owner}.source={side["source"]!r}; valid: {SOURCES}.')
+        raise ValueError(f'{owner}: source={side["source"]!r} ({role} side); valid: {SOURCES}.')
     call = side['call']
     if call is not None and (not isinstance(call, int) or isinstance(call, bool)):
-        raise TypeError(f'{owner}.call must be an int or a list of ints, got {call!r}.')
+        raise TypeError(f'{owner}: call must be an int or a list of ints ({role} side), got '
+                        f'{call!r}.')
     index = side['index']
     if isinstance(index, list):
         index = tuple(index)
