@@ -86,8 +86,11 @@ def test_square_tokens_need_no_size():
 
 
 @pytest.mark.parametrize('kwargs, student, teacher, match', [
-    (dict(), (2, 12, 4), (2, 12, 8), r'N=12 tokens, not a square number; pass token_hw'),
-    (dict(token_hw=(2, 5)), (2, 12, 4), (2, 12, 8), r'token_hw=\(2, 5\) gives 10 positions'),
+    (dict(), (2, 17, 4), (2, 17, 8), r'17 tokens are not a square grid \(16 = 4\^2: drop the 1 '
+     r'leading class / distillation token\(s\) first\)'),
+    (dict(), (2, 12, 4), (2, 12, 8),
+     r'12 tokens are not a square grid.*token_hw=\(H, W\).*drop_tokens'),
+    (dict(token_hw=(2, 5)), (2, 12, 4), (2, 12, 8), r'the grid \(2, 5\) has 10 positions'),
     (dict(), (2, 4, 3, 3, 1), (2, 8, 3, 3), r'\(2, 4, 3, 3, 1\); expected'),
     (dict(), (2, 5, 3, 3), (2, 8, 3, 3), r'student_channels=4.*got student \(2, 5, 3, 3\)'),
     (dict(), (2, 4, 3, 3), (2, 8, 4, 3), r'same batch size and spatial size'),
@@ -138,7 +141,7 @@ def test_batch_one_logits_and_maps():
     sum(out.values()).backward()
     _finite_grads(logits)
     assert torch.isfinite(s.grad).all()
-    # single-value BatchNorms fall back to (and keep) their running statistics
+    # single-value BatchNorms normalise over the layer and leave their running statistics
     after = logits.state_dict()
     assert all(torch.equal(after[k], v) for k, v in stats.items())
 
@@ -148,20 +151,47 @@ def test_batch_one_logits_and_maps():
     _finite_grads(maps)
 
 
-def test_batchnorm_single_value_fallback_and_exact_otherwise():
+@pytest.mark.parametrize('shape', [(1, 3, 1, 1), (2, 3, 1, 1), (3, 3, 1, 1), (1, 3, 1, 3)])
+def test_batchnorm_few_values_normalise_each_sample_over_the_layer(shape):
+    """Fewer than MIN_BATCH_VALUES (4) values per channel: each sample normalised over its
+    channels and positions, then the per-channel affine; running statistics untouched. Plain
+    BatchNorm's output is +-1 at two values whatever the input; this one follows the input."""
+    torch.manual_seed(0)
+    ours = BatchNorm2d(3)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2)
+        ours.bias.uniform_(-1, 1)
+    stats = {k: v.clone() for k, v in ours.state_dict().items() if 'running' in k or 'num' in k}
+    x = torch.randn(*shape, requires_grad=True)
+    flat = x.flatten(1)
+    normed = (flat - flat.mean(1, keepdim=True)) / (flat.var(1, unbiased=False, keepdim=True)
+                                                    + ours.eps).sqrt()
+    expected = normed.view(shape) * ours.weight.view(1, 3, 1, 1) + ours.bias.view(1, 3, 1, 1)
+    out = ours(x)
+    torch.testing.assert_close(out, expected)
+    for k, v in stats.items():
+        assert torch.equal(ours.state_dict()[k], v), k
+    # scale invariant, and a bounded gradient
+    torch.testing.assert_close(ours(10 * x), out, rtol=1e-4, atol=1e-4)  # eps aside
+    (out * torch.randn(shape)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().max() < 100
+    # eval mode: the running statistics, as nn.BatchNorm2d
+    ref = nn.BatchNorm2d(3)
+    ref.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(ours.eval()(x), ref.eval()(x))
+
+
+@pytest.mark.parametrize('shape', [(4, 3, 1, 1), (2, 3, 1, 2), (1, 3, 2, 2), (2, 3, 4, 5)])
+def test_batchnorm_is_plain_batchnorm_from_four_values(shape):
     torch.manual_seed(0)
     ours, ref = BatchNorm2d(3), nn.BatchNorm2d(3)
     ours.running_mean.uniform_(-1, 1)
     ours.running_var.uniform_(0.5, 2)
     ref.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 3, 1, 1)
-    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)  # B >= 2: plain BatchNorm
-    torch.testing.assert_close(ours.running_mean, ref.running_mean, rtol=0, atol=0)
-    one = torch.randn(1, 3, 1, 1)
-    mean, var = ours.running_mean.clone(), ours.running_var.clone()
-    expected = (one - mean.view(1, 3, 1, 1)) / (var.view(1, 3, 1, 1) + ours.eps).sqrt()
-    torch.testing.assert_close(ours(one), expected)
-    assert torch.equal(ours.running_mean, mean) and torch.equal(ours.running_var, var)
+    x = torch.randn(*shape)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+    for a, b in zip(ours.state_dict().values(), ref.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_injected_draws_and_generator_make_it_reproducible():

@@ -122,7 +122,7 @@ def test_vis_hook_bad_settings(tmp_path, teacher_ckpt):
     runner = make_runner(tmp_path, distiller(teacher_ckpt), max_iters=1)
     with pytest.raises(IndexError, match=r'sample_index=99, but the dataset has 4 samples'):
         DiffKDVisHook(sample_index=99).before_train(runner)
-    no_diffkd = distiller(teacher_ckpt, feat_loss=dict(type='MSE'))
+    no_diffkd = distiller(teacher_ckpt, feat_loss=dict(type='FitNets'))
     no_diffkd['distill_losses'].pop('logits')
     runner = make_runner(tmp_path / 'mse', no_diffkd, max_iters=1)
     with pytest.raises(ValueError, match='no DiffKD declaration'):

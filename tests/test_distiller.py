@@ -133,8 +133,8 @@ def _forward_through(m):
 
 
 def test_call_selects_repeated_module(teacher_ckpt):
-    model = build(teacher_ckpt, losses=dict(feat=dict(loss=dict(type='MSE'), student='stage2',
-                                                      teacher='stage2')))
+    model = build(teacher_ckpt, losses=dict(feat=dict(loss=dict(type='FitNets'),
+                                                      student='stage2', teacher='stage2')))
     # a module that runs twice per forward (like a head shared over FPN levels)
     for m in (model.student, model.teacher):
         m.twice = nn.Identity()

@@ -21,7 +21,8 @@ FM = osp.join(REPO, 'configs', 'fashion_mnist')
 STUDENT = osp.join(FM, 'resnet18-w4_1xb128_fashion-mnist.py')
 TEACHER = osp.join(FM, 'resnet18-w16_1xb128_fashion-mnist.py')
 FM_DISTILL = sorted(glob.glob(osp.join(FM, '*_resnet18-w16_resnet18-w4_*.py')))
-IMAGENET = sorted(glob.glob(osp.join(REPO, 'configs', 'imagenet', '*.py')))
+# the B1-recipe ResNet configs (the transformer ones: test_imagenet_transformer_configs.py)
+IMAGENET = sorted(glob.glob(osp.join(REPO, 'configs', 'imagenet', '*_8xb32_in1k.py')))
 
 
 def _build(cfg):

@@ -111,6 +111,11 @@ def test_select_on_plain_tensor():
     assert select(t, None) is t
     with pytest.raises(IndexError):
         select(3.0, 1)
+    # index=0 on a tensor would slice the batch axis: refused, naming the fix
+    with pytest.raises(IndexError, match=r'tensor of shape \(2, 3\).*would slice the batch'):
+        select(t, 0, 'student "head"')
+    with pytest.raises(IndexError, match='Remove index'):
+        select((t, t), (0, 1))
 
 
 def test_in_place_change_after_record_is_an_error():

@@ -20,7 +20,8 @@ pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from test_tools import load_tool  # noqa: E402
-from tiny_models import det_dataset, teacher_checkpoint  # noqa: E402
+from tiny_models import (det_dataset, teacher_checkpoint, tiny_mmdet_model,  # noqa: E402
+                         unscoped)
 
 import mmdiffkd.engine  # noqa: E402,F401
 from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SceneSettings,  # noqa: E402
@@ -255,21 +256,6 @@ def test_diffkd_plus_pkd_config_trains_with_both_losses(scenes_root, tmp_path, t
 
 # ---- FCOS and GFL: the same block, by config alone ------------------------------------------
 
-def _tiny_from_mmdet(path, width, head_overrides):
-    """mmdet's own config with a 1/4-width (student) or 1/2-width (teacher) ResNet-18 and a
-    slim FPN / head, no pretrained weights, 3 classes."""
-    from mmdiffkd.models.distillers.builder import resolve_config_path
-    model = copy.deepcopy(Config.fromfile(resolve_config_path(f'mmdet::{path}')).model)
-    base = 16 * width
-    model.backbone.update(depth=18, base_channels=base, init_cfg=None, frozen_stages=-1,
-                          norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False)
-    model.neck.update(in_channels=[base, base * 2, base * 4, base * 8], out_channels=32 * width)
-    model.bbox_head.update(num_classes=3, in_channels=32 * width, feat_channels=32 * width,
-                           stacked_convs=1, **head_overrides)
-    model.test_cfg.score_thr = 0.0
-    return model
-
-
 # Both heads use GroupNorm(32): on 32 channels and the 1x1 top level of a 64 px image that is one
 # value per group, which GroupNorm refuses; 8 groups keep 4 channels per group.
 GN8 = dict(norm_cfg=dict(type='GN', num_groups=8, requires_grad=True))
@@ -292,8 +278,8 @@ def test_diffkd_fpn_block_works_for_fcos_and_gfl(name):
     block = Config.fromfile(osp.join(SCENES, RETINA)).model.distill_losses
     model = MODELS.build(dict(
         type='mmdiffkd.Distiller',
-        student=_tiny_from_mmdet(path, 1, overrides),
-        teacher=dict(config=_tiny_from_mmdet(path, 2, overrides), checkpoint=None,
+        student=tiny_mmdet_model(path, 1, overrides),
+        teacher=dict(config=tiny_mmdet_model(path, 2, overrides), checkpoint=None,
                      allow_untrained=True),
         distill_losses=block, dry_run=dict(input_size=(64, 64))))
     assert type(model.student).__name__ == {'fcos': 'FCOS', 'gfl': 'GFL'}[name]
@@ -338,15 +324,6 @@ def _metafile_weights(folder, name):
     return entry['Weights']
 
 
-def _unscoped(value):
-    """``value`` without the ``_scope_`` keys MMEngine adds to ``mmdet::`` bases."""
-    if isinstance(value, dict):
-        return {k: _unscoped(v) for k, v in value.items() if k != '_scope_'}
-    if isinstance(value, (list, tuple)):
-        return [_unscoped(v) for v in value]
-    return value
-
-
 @pytest.mark.parametrize('name', sorted(COCO))
 def test_coco_config_matches_mmdet_and_its_model_zoo(name):
     folder, student, teacher, _ = COCO[name]
@@ -354,10 +331,10 @@ def test_coco_config_matches_mmdet_and_its_model_zoo(name):
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'coco', name))
     plain = Config.fromfile(resolve_config_path(f'mmdet::{folder}/{student}.py'))
     # the student experiment is mmdet's own, unchanged: model, data, schedule, optimizer
-    assert _unscoped(cfg.model.student) == _unscoped(plain.model)
+    assert unscoped(cfg.model.student) == unscoped(plain.model)
     for key in ('train_dataloader', 'val_dataloader', 'val_evaluator', 'optim_wrapper',
                 'param_scheduler', 'train_cfg', 'auto_scale_lr'):
-        assert _unscoped(cfg[key]) == _unscoped(plain[key]), key
+        assert unscoped(cfg[key]) == unscoped(plain[key]), key
     assert cfg.train_cfg.max_epochs == 12  # 1x
     assert cfg.model.teacher.config == f'mmdet::{folder}/{teacher}.py'
     assert cfg.model.teacher.checkpoint == _metafile_weights(folder, teacher)

@@ -223,6 +223,35 @@ def loader(dataset, batch_size=2):
                 collate_fn=dict(type='pseudo_collate'))
 
 
+def tiny_mmdet_model(path, width, head_overrides=None):
+    """mmdet's own config ``mmdet::<path>`` with a ResNet-18 of base width ``16 * width`` (1/4
+    of the real one at width 1) and a slim FPN / head, no pretrained weights, 3 classes."""
+    import copy
+
+    from mmengine.config import Config
+
+    from mmdiffkd.models.distillers.builder import resolve_config_path
+    model = copy.deepcopy(Config.fromfile(resolve_config_path(f'mmdet::{path}')).model)
+    base = 16 * width
+    model.backbone.update(depth=18, base_channels=base, init_cfg=None, frozen_stages=-1,
+                          norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False)
+    model.neck.update(in_channels=[base, base * 2, base * 4, base * 8], out_channels=32 * width)
+    model.bbox_head.update(num_classes=3, in_channels=32 * width, feat_channels=32 * width,
+                           stacked_convs=1, **(head_overrides or {}))
+    model.test_cfg.score_thr = 0.0
+    return model
+
+
+def unscoped(value):
+    """``value`` without the ``_scope_`` keys MMEngine adds to ``mmdet::`` / ``mmpretrain::``
+    bases (to compare a config with the OpenMMLab config it is built on)."""
+    if isinstance(value, dict):
+        return {k: unscoped(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [unscoped(v) for v in value]
+    return value
+
+
 def teacher_checkpoint(distill_cfg, path, seed=1):
     """Build the teacher of ``distill_cfg`` with seeded random weights and save it (a stand-in
     for a trained teacher: no weights are downloaded in tests)."""

@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 
 from mmdiffkd.registry import MODELS
 
-from ..losses.base import LossParts
+from ..losses._utils import token_grid
+from ..losses.base import DistillLoss, LossParts
 from .autoencoder import LinearAutoEncoder
 from .layers import BatchNorm2d, frozen_running_stats, pointwise
 from .noise_adapter import NoiseAdapter
@@ -46,7 +47,7 @@ def _noise_like(x: Tensor, noise: Optional[Tensor], generator, name: str, what: 
 
 
 @MODELS.register_module()
-class DiffKD(nn.Module):
+class DiffKD(DistillLoss):
     """Distil a student feature into a teacher feature through a diffusion denoiser.
 
     Args:
@@ -86,6 +87,8 @@ class DiffKD(nn.Module):
     the student closer to the teacher; with a warm-up also ``distill_factor``.
     """
 
+    takes_channels = True
+    record_dims = (2, 3, 4)
     diagnostics = ('gamma', 'denoise_gain', 'aligned_mse')
 
     def __init__(self,
@@ -200,7 +203,8 @@ class DiffKD(nn.Module):
                              f'got {hw!r}.')
         return tuple(hw)
 
-    def _to_map(self, x: Tensor, what: str, hw, other: Tensor) -> Tensor:
+    @staticmethod
+    def _to_map(x: Tensor, what: str, hw, other: Tensor) -> Tensor:
         """(B, C) -> (B, C, 1, 1); (B, N, C) -> (B, C, H, W); (B, C, H, W) unchanged."""
         if x.dim() == 4:
             return x
@@ -210,19 +214,26 @@ class DiffKD(nn.Module):
             raise ValueError(f'DiffKD: the {what} feature has shape {tuple(x.shape)}; expected '
                              f'{", ".join(_LAYOUTS.values())}.')
         b, n, c = x.shape
-        if hw is None and other.dim() == 4 and other.shape[2] * other.shape[3] == n:
-            hw = tuple(other.shape[2:])
-        if hw is None:
-            side = int(round(n ** 0.5))
-            if side * side != n:
-                raise ValueError(f'DiffKD: the {what} tokens {tuple(x.shape)} hold N={n} '
-                                 f'tokens, not a square number; pass token_hw=(H, W) with '
-                                 f'H * W = {n} (drop class / distillation tokens first).')
-            hw = (side, side)
-        if hw[0] * hw[1] != n:
-            raise ValueError(f'DiffKD: token_hw={tuple(hw)} gives {hw[0] * hw[1]} positions but '
-                             f'the {what} tokens {tuple(x.shape)} hold N={n}.')
-        return x.transpose(1, 2).reshape(b, c, hw[0], hw[1])
+        try:
+            h, w = token_grid(n, hw, other)
+        except ValueError as err:
+            raise ValueError(f'DiffKD: the {what} tokens {tuple(x.shape)}: {err} (token_hw=(H, '
+                             f'W); in a distiller, a per-side transform: drop_tokens, '
+                             f'tokens_to_map).') from None
+        return x.transpose(1, 2).reshape(b, c, h, w)
+
+    @classmethod
+    def check_records(cls, student: Tensor, teacher: Tensor, cfg) -> None:
+        """Logits, tokens or maps, mixed as the forward reshapes them (tokens take the other
+        side's grid, ``token_hw`` or a square): batch and grid must then agree."""
+        cls.check_dims(student, teacher)
+        hw = cls._check_hw(cfg.get('token_hw'))
+        s = cls._to_map(student, 'student', hw, teacher)
+        t = cls._to_map(teacher, 'teacher', hw, student)
+        if s.shape[0] != t.shape[0] or s.shape[2:] != t.shape[2:]:
+            raise ValueError(f'DiffKD needs the student and teacher on the same grid; got '
+                             f'student {tuple(student.shape)} and teacher {tuple(teacher.shape)} '
+                             f'(as maps: {tuple(s.shape)} vs {tuple(t.shape)}).')
 
     @staticmethod
     def _from_map(x: Tensor, like: Tensor) -> Tensor:

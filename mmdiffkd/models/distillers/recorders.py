@@ -44,11 +44,19 @@ def resolve_module(model, path, role='model'):
 
 
 def select(value, index, where=''):
-    """Follow ``index`` (an int/str or a list of them for nested outputs) into ``value``."""
+    """Follow ``index`` (an int/str or a list of them for nested outputs) into ``value``, a
+    tuple / list / dict output; a tensor is never indexed."""
     if index is None:
         return value
     steps = index if isinstance(index, (list, tuple)) else [index]
     for step in steps:
+        if torch.is_tensor(value):
+            # x[0] would slice the batch axis and fail later with an unrelated message
+            raise IndexError(f'Cannot take index {step!r} of the record {where}: it is a tensor '
+                             f'of shape {tuple(value.shape)}, and index= picks an element of a '
+                             f'tuple / list / dict output (on a tensor it would slice the batch '
+                             f'axis). Remove index (or the part of a nested index that reaches '
+                             f'the tensor).')
         try:
             value = value[step]
         except (IndexError, KeyError, TypeError) as err:

@@ -1,5 +1,5 @@
 """Helpers shared by the losses: shape checks, labels from data samples, dense flattening."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,30 @@ def check_channels(name: str, what: str, expected: Optional[int], x: Tensor) -> 
         raise ValueError(f'{name}: {what}_channels={expected} was declared but the {what} '
                          f'tensor of shape {tuple(x.shape)} has {got} channels; set '
                          f'{what}_channels={got} or leave it out so the distiller fills it.')
+
+
+def token_grid(num_tokens: int, hw=None, like: Optional[Tensor] = None) -> Tuple[int, int]:
+    """(H, W) of ``num_tokens`` tokens: ``hw`` when given, else the grid of the map ``like``
+    (B, C, H, W) when H * W matches, else a square. Raises ValueError naming the count."""
+    if hw is None and like is not None and like.dim() == 4 \
+            and like.shape[2] * like.shape[3] == num_tokens:
+        hw = tuple(like.shape[2:])
+    if hw is None:
+        side = int(round(num_tokens ** 0.5))
+        if side * side != num_tokens:
+            extra = [k for k in (1, 2) if num_tokens > k
+                     and int(round((num_tokens - k) ** 0.5)) ** 2 == num_tokens - k]
+            hint = (f' ({num_tokens - extra[0]} = {int(round((num_tokens - extra[0]) ** 0.5))}^2: '
+                    f'drop the {extra[0]} leading class / distillation token(s) first)'
+                    if extra else '')
+            raise ValueError(f'{num_tokens} tokens are not a square grid{hint}; give the grid '
+                             f'as (H, W) with H * W = {num_tokens}.')
+        return side, side
+    hw = tuple(hw)
+    if hw[0] * hw[1] != num_tokens:
+        raise ValueError(f'the grid {hw} has {hw[0] * hw[1]} positions, but there are '
+                         f'{num_tokens} tokens.')
+    return hw
 
 
 def flatten_logits(logits: Tensor) -> Tensor:

@@ -19,13 +19,14 @@ from mmdiffkd.registry import MODELS
 
 from ._utils import (EpochWarmup, LinearWarmup, check_channels, check_ndim, flatten_with_labels,
                      get_labels, upcast)
+from .base import DistillLoss
 from .dkd import binary_and_nontarget, kl_rows
 
 HEADS = ('serial', 'parallel', 'none')
 
 
 @MODELS.register_module()
-class AEKT(EpochWarmup, LinearWarmup, nn.Module):
+class AEKT(EpochWarmup, LinearWarmup, DistillLoss):
     """Adaptive explicit (target-confidence) + implicit (non-target) logit distillation.
 
     Distillation head ``h`` (``head``), training-only, kept in this loss module:
@@ -71,6 +72,19 @@ class AEKT(EpochWarmup, LinearWarmup, nn.Module):
         warmup_iters (int): instead, a linear ramp over this many training forwards (see
             ``DKD``). Default 0 (off). Set at most one of the two.
     """
+
+    takes_channels = True
+    uses_samples = True
+    record_dims = (2,)
+
+    @classmethod
+    def check_records(cls, student, teacher, cfg):
+        """(B, C) records; without a head (``head='none'``) also of equal width."""
+        super().check_records(student, teacher, cfg)
+        if cfg.get('head', 'serial') == 'none' and student.shape != teacher.shape:
+            raise ValueError(f"AEKT with head='none' compares the logits directly: student "
+                             f'{tuple(student.shape)} and teacher {tuple(teacher.shape)} must '
+                             f"have the same shape (head='parallel' maps a feature to logits).")
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, head: str = 'serial',

@@ -9,10 +9,11 @@ from torch import Tensor
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_channels, check_ndim, check_same_shape, upcast
+from .base import DistillLoss
 
 
 @MODELS.register_module()
-class CWD(nn.Module):
+class CWD(DistillLoss):
     """Channel-wise distillation: each channel, softmax-normalised over space, matched by KL.
 
     For a map y of shape (B, C, H, W), ``phi(y)_{c,i} = softmax_i(y_{c,i} / tau)`` over the
@@ -30,6 +31,9 @@ class CWD(nn.Module):
         student_channels (int, optional): student width, for the adapter.
         teacher_channels (int, optional): teacher width, for the adapter.
     """
+
+    takes_channels = True
+    record_dims = (4,)
 
     def __init__(self, tau: float = 1.0, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None):

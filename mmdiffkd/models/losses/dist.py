@@ -1,12 +1,12 @@
 """DIST: Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
 NeurIPS 2022."""
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_same_shape, flatten_logits, upcast
+from .base import DistillLoss
 
 
 def pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
@@ -17,7 +17,7 @@ def pearson(a: Tensor, b: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
 
 
 @MODELS.register_module()
-class DIST(nn.Module):
+class DIST(DistillLoss):
     """Relation matching of predictions with the Pearson distance ``d_p(u, v) = 1 - rho(u, v)``.
 
     With ``P = softmax(Z / tau)`` of shape (B, K)::
@@ -38,6 +38,8 @@ class DIST(nn.Module):
             config (``configs/distill/mmcls/dist``). Other settings in the paper (e.g. CIFAR-100)
             were not checked here.
     """
+
+    record_dims = (2, 4)
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, tau: float = 1.0,
                  eps: float = 1e-8):

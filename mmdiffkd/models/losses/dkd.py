@@ -2,7 +2,6 @@
 from typing import Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -10,6 +9,7 @@ from mmdiffkd.registry import MODELS
 
 from ._utils import (EpochWarmup, LinearWarmup, check_same_shape, flatten_with_labels,
                      get_labels, upcast)
+from .base import DistillLoss
 
 
 def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Tensor, Tensor]:
@@ -39,7 +39,7 @@ def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 @MODELS.register_module()
-class DKD(EpochWarmup, LinearWarmup, nn.Module):
+class DKD(EpochWarmup, LinearWarmup, DistillLoss):
     """Decoupled KD: target-class KD (TCKD) and non-target-class KD (NCKD) weighted apart.
 
     With ``b`` the binary [target, rest] distribution and ``q`` the distribution over the K-1
@@ -77,6 +77,9 @@ class DKD(EpochWarmup, LinearWarmup, nn.Module):
             iteration-based loops or runs shorter than the paper's). Default 0 (off). Set at
             most one of the two.
     """
+
+    uses_samples = True
+    record_dims = (2, 4)
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
                  ignore_index: int = 255, warmup_epochs: float = 0, warmup_iters: int = 0):

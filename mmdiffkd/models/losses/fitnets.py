@@ -8,12 +8,13 @@ from torch import Tensor
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_channels, check_ndim, upcast
+from .base import DistillLoss
 
 DISTANCES = ('mse', 'normalized_l2')
 
 
 @MODELS.register_module()
-class FitNets(nn.Module):
+class FitNets(DistillLoss):
     """Hint learning: a learned regressor maps the student feature to the teacher's width.
 
     ``r`` is a 1x1 convolution (with bias) for (B, C, H, W) maps, or a linear layer for (B, C)
@@ -42,6 +43,9 @@ class FitNets(nn.Module):
         relu (bool): ReLU after that (after the BatchNorm when ``norm``). Default False.
         distance (str): 'mse' (default) or 'normalized_l2'.
     """
+
+    takes_channels = True
+    record_dims = (2, 3, 4)
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, norm: bool = False,

@@ -1,15 +1,15 @@
 """KD: Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531."""
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_same_shape, flatten_logits, upcast
+from .base import DistillLoss
 
 
 @MODELS.register_module()
-class KD(nn.Module):
+class KD(DistillLoss):
     """Temperature-softened KL divergence between teacher and student class distributions.
 
     ``L = tau^2 * mean_i KL(softmax(z_t_i / tau) || softmax(z_s_i / tau))``. The ``tau^2`` factor
@@ -23,6 +23,8 @@ class KD(nn.Module):
         tau (float): temperature. Default 4.0, mdistiller's CIFAR-100 default (with weights
             0.1 CE / 0.9 KD); its ImageNet R34->R18 config uses tau=1 (0.5 CE / 0.5 KD).
     """
+
+    record_dims = (2, 4)
 
     def __init__(self, tau: float = 4.0):
         super().__init__()

@@ -1,12 +1,12 @@
 """PKD: Cao, Zhang, Gao, Cheng, Cheng, Cheng, "PKD: General Distillation Framework for Object
 Detectors via Pearson Correlation Coefficient", NeurIPS 2022, arXiv 2207.02039."""
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_ndim, upcast
+from .base import DistillLoss
 
 
 def standardize_channels(x: Tensor, eps: float) -> Tensor:
@@ -18,7 +18,7 @@ def standardize_channels(x: Tensor, eps: float) -> Tensor:
 
 
 @MODELS.register_module()
-class PKD(nn.Module):
+class PKD(DistillLoss):
     """Feature imitation with the Pearson correlation coefficient (for FPN levels).
 
     Both (B, C, H, W) maps are standardised per channel over batch and positions, then matched
@@ -40,6 +40,17 @@ class PKD(nn.Module):
 
     Declaration weight: 6 per FPN level in MMRazor's PKD configs (``configs/distill/mmdet/pkd``).
     """
+
+    record_dims = (4,)
+
+    @classmethod
+    def check_records(cls, student, teacher, cfg):
+        """Maps of the same batch and width; grids may differ (the loss resizes one side)."""
+        cls.check_dims(student, teacher)
+        if student.shape[:2] != teacher.shape[:2]:
+            raise ValueError(f'PKD needs the same batch and channels on both sides (it has no '
+                             f'adapter); got student {tuple(student.shape)} and teacher '
+                             f'{tuple(teacher.shape)}.')
 
     def __init__(self, resize_student: bool = True, eps: float = 1e-6):
         super().__init__()

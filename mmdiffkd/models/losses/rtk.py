@@ -17,6 +17,7 @@ from torch import Tensor
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_channels, check_ndim, upcast
+from .base import DistillLoss
 
 SELECTIONS = ('global', 'query', 'none')
 TARGETS = ('pairwise', 'aggregate')
@@ -32,7 +33,7 @@ def to_tokens(x: Tensor, pool_size: Optional[int]) -> Tensor:
 
 
 @MODELS.register_module()
-class RTK(nn.Module):
+class RTK(DistillLoss):
     """Student positions query teacher positions; only representative teacher keys are kept.
 
     Notation: student tokens s_i (i = 1..N_s, width C_s), teacher tokens t_j (j = 1..N_t,
@@ -76,6 +77,14 @@ class RTK(nn.Module):
         pool_size (int, optional): average-pool maps to pool_size x pool_size before attention,
             to bound the N_s x N_t attention cost on large maps. Default None (no pooling).
     """
+
+    takes_channels = True
+    record_dims = (3, 4)
+
+    @classmethod
+    def check_records(cls, student, teacher, cfg):
+        """Tokens or maps; the two grids may differ (attention over the teacher's positions)."""
+        cls.check_dims(student, teacher)
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, embed_channels: int = 128,

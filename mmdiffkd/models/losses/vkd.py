@@ -11,13 +11,14 @@ from torch.nn.utils.parametrizations import orthogonal
 from mmdiffkd.registry import MODELS
 
 from ._utils import check_channels, check_ndim, upcast
+from .base import DistillLoss
 
 NORMS = ('sample', 'channel', 'none')
 MAPS = (None, 'matrix_exp', 'cayley', 'householder')
 
 
 @MODELS.register_module()
-class VkD(nn.Module):
+class VkD(DistillLoss):
     """Orthogonal projection of the student to the teacher width + task-specific normalisation.
 
     ``P`` is a bias-free linear map (a 1x1 convolution on maps) kept orthogonal by PyTorch's
@@ -70,6 +71,16 @@ class VkD(nn.Module):
 
     The authors' code weighs the loss 1 (classification) and 4 (ViDT detection).
     """
+
+    takes_channels = True
+    record_dims = (2, 3, 4)
+
+    @classmethod
+    def check_records(cls, student, teacher, cfg):
+        """As the default, and student tokens against a pooled (B, C) teacher (mean-pooled)."""
+        if student.dim() == 3 and teacher.dim() == 2:
+            return
+        super().check_records(student, teacher, cfg)
 
     def __init__(self, student_channels: Optional[int] = None,
                  teacher_channels: Optional[int] = None, normalize: str = 'sample',
