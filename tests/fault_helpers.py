@@ -13,11 +13,12 @@ from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.registry import HOOKS as ROOT_HOOKS
 
+from mmdiffkd.models.losses.base import DistillLoss
 from mmdiffkd.registry import MODELS
 
 
 @MODELS.register_module(force=True)
-class FlakyMSE(torch.nn.Module):
+class FlakyMSE(DistillLoss):
     """MSE whose value is ``bad`` (NaN by default) at the 1-based iterations ``bad_iters`` and,
     with ``ranks``, only on those ranks."""
 
