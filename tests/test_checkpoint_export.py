@@ -13,7 +13,8 @@ import torch
 from test_tools import load_tool, write_experiment
 
 import mmdiffkd.engine  # noqa: F401
-from mmdiffkd.engine import CheckpointMismatchError, UnsafeCheckpointError, export_student
+from mmdiffkd.engine import export_student
+from mmdiffkd.utils import CheckpointMismatchError, UnsafeCheckpointError
 
 STUDENT_CONFIG = '''
 custom_imports = dict(imports=['tiny_models', 'toy_data'], allow_failed_imports=False)

@@ -19,10 +19,10 @@ from mmengine.runner import Runner  # noqa: E402
 from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
 from mmengine.runner.checkpoint import load_checkpoint as mmengine_load_checkpoint  # noqa: E402
 
-from mmdiffkd.engine import (CheckpointMismatchError, UnsafeCheckpointError,  # noqa: E402
-                             load_checkpoint_file, load_checkpoint_safe,
-                             mmengine_checkpoint_globals)
-from mmdiffkd.engine.checkpoint import load_from_http_safe, load_from_local_safe  # noqa: E402
+from mmdiffkd.utils import (CheckpointMismatchError, UnsafeCheckpointError,  # noqa: E402
+                            load_checkpoint_file, load_checkpoint_safe,
+                            mmengine_checkpoint_globals)
+from mmdiffkd.utils.checkpoint import load_from_http_safe, load_from_local_safe  # noqa: E402
 
 
 
@@ -102,7 +102,7 @@ def test_every_mmengine_scheme_uses_the_safe_loaders():
     for prefix in ('torchvision://resnet50', 'open-mmlab://resnet50_caffe', 'mmcls://resnet50',
                    's3://bucket/a.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(prefix)
-        assert loader.__module__ == 'mmdiffkd.engine.checkpoint', prefix
+        assert loader.__module__ == 'mmdiffkd.utils.checkpoint', prefix
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

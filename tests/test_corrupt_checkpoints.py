@@ -11,8 +11,8 @@ from mmengine.registry import MODELS as ROOT_MODELS
 from test_tools import load_tool, write_experiment
 from tiny_models import save_weights, toy_model
 
-from mmdiffkd.engine import CorruptCheckpointError, load_checkpoint_file, resume_checkpoint_in
-from mmdiffkd.engine.integrity import checkpoint_problem
+from mmdiffkd.utils import CorruptCheckpointError, load_checkpoint_file, resume_checkpoint_in
+from mmdiffkd.utils.integrity import checkpoint_problem
 
 
 class TouchOnLoad:

@@ -20,7 +20,7 @@ from tiny_models import cls_dataset, det_dataset, tiny_mmdet_model  # noqa: E402
 
 import mmdiffkd.models  # noqa: E402,F401
 from mmdiffkd.models.diffkd import layers  # noqa: E402
-from mmdiffkd.models.distillers.builder import resolve_config_path  # noqa: E402
+from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
 from mmdiffkd.registry import MODELS  # noqa: E402
 
 STEPS = 20

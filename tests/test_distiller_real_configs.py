@@ -25,7 +25,7 @@ from tiny_models import (cls_dataset, det_dataset, seg_dataset, teacher_checkpoi
                          tiny_mmdet_model)
 
 import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.models.distillers.builder import resolve_config_path  # noqa: E402
+from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
 from mmdiffkd.registry import MODELS  # noqa: E402
 
 DEIT_TI = 'mmpretrain::deit/deit-tiny-distilled_4xb256_in1k.py'

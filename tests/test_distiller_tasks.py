@@ -19,8 +19,8 @@ from tiny_models import CONFIG_DIR, TASKS, loader, teacher_checkpoint  # noqa: E
 
 import mmdiffkd.models  # noqa: E402,F401
 from mmdiffkd.models.distillers import Distiller  # noqa: E402
-from mmdiffkd.models.distillers.builder import (infer_scope, load_model_spec,  # noqa: E402
-                                                resolve_config_path)
+from mmdiffkd.utils.builder import (infer_scope, load_model_spec,  # noqa: E402
+                                    resolve_config_path)
 
 EXPECTED = {
     # task: (student task-loss keys, distillation keys, inferred DiffKD channels s/t)

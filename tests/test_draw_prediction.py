@@ -21,7 +21,7 @@ from tiny_models import CONFIG_DIR  # noqa: E402
 
 import mmdiffkd.engine  # noqa: E402,F401
 from mmdiffkd.engine import export_student  # noqa: E402
-from mmdiffkd.engine.checkpoint import CheckpointMismatchError  # noqa: E402
+from mmdiffkd.utils.checkpoint import CheckpointMismatchError  # noqa: E402
 from mmdiffkd.registry import MODELS  # noqa: E402
 
 torch.set_num_threads(1)

@@ -18,7 +18,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 from tiny_models import cls_dataset, unscoped  # noqa: E402
 
 import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.models.distillers.builder import resolve_config_path  # noqa: E402
+from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
 from mmdiffkd.models.distillers.transforms import (DropTokens, MeanTokens,  # noqa: E402
                                                    TokensToMap)
 from mmdiffkd.registry import MODELS  # noqa: E402

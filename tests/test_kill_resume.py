@@ -23,7 +23,7 @@ from fault_helpers import write_diffkd_experiment
 from test_dist_train import free_port
 from test_tools import REPO, TESTS_DIR
 
-from mmdiffkd.engine.integrity import checkpoint_problem
+from mmdiffkd.utils.integrity import checkpoint_problem
 
 MAX_ITERS = 8
 SEED = int(os.environ.get('MMDIFFKD_KILL_SEED', time.time_ns() % 10000))

@@ -29,7 +29,7 @@ from test_tools import load_tool  # noqa: E402
 from tiny_models import CONFIG_DIR  # noqa: E402
 
 import mmdiffkd.engine  # noqa: E402,F401
-from mmdiffkd.engine import CheckpointMismatchError  # noqa: E402
+from mmdiffkd.utils import CheckpointMismatchError  # noqa: E402
 from mmdiffkd.engine.publish import PublishError, read_scalars  # noqa: E402
 
 torch.set_num_threads(1)

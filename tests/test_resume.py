@@ -175,7 +175,7 @@ def test_resume_refuses_planted_checkpoint(tmp_path, teacher_ckpt):
     state = copy.deepcopy(runner.model.state_dict())
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': state, 'meta': {'iter': 1, 'epoch': 0, 'x': Plant()}}, path)
-    from mmdiffkd.engine import UnsafeCheckpointError
+    from mmdiffkd.utils import UnsafeCheckpointError
     with pytest.raises(UnsafeCheckpointError):
         runner.resume(str(path))
     assert not marker.exists()

@@ -317,7 +317,7 @@ def _metafile_weights(folder, name):
     """The model-zoo URL of ``name`` in the installed mmdet's metafile."""
     import yaml
 
-    from mmdiffkd.models.distillers.builder import resolve_config_path
+    from mmdiffkd.utils.builder import resolve_config_path
     with open(resolve_config_path(f'mmdet::{folder}/metafile.yml')) as f:
         models = yaml.safe_load(f)['Models']
     (entry, ) = [m for m in models if m['Name'] == name]
@@ -327,7 +327,7 @@ def _metafile_weights(folder, name):
 @pytest.mark.parametrize('name', sorted(COCO))
 def test_coco_config_matches_mmdet_and_its_model_zoo(name):
     folder, student, teacher, _ = COCO[name]
-    from mmdiffkd.models.distillers.builder import resolve_config_path
+    from mmdiffkd.utils.builder import resolve_config_path
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'coco', name))
     plain = Config.fromfile(resolve_config_path(f'mmdet::{folder}/{student}.py'))
     # the student experiment is mmdet's own, unchanged: model, data, schedule, optimizer

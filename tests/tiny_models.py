@@ -230,7 +230,7 @@ def tiny_mmdet_model(path, width, head_overrides=None):
 
     from mmengine.config import Config
 
-    from mmdiffkd.models.distillers.builder import resolve_config_path
+    from mmdiffkd.utils.builder import resolve_config_path
     model = copy.deepcopy(Config.fromfile(resolve_config_path(f'mmdet::{path}')).model)
     base = 16 * width
     model.backbone.update(depth=18, base_channels=base, init_cfg=None, frozen_stages=-1,
@@ -255,8 +255,7 @@ def unscoped(value):
 def teacher_checkpoint(distill_cfg, path, seed=1):
     """Build the teacher of ``distill_cfg`` with seeded random weights and save it (a stand-in
     for a trained teacher: no weights are downloaded in tests)."""
-    from mmdiffkd.models.distillers.builder import (build_model_in_scope, infer_scope,
-                                                    load_model_spec)
+    from mmdiffkd.utils.builder import build_model_in_scope, infer_scope, load_model_spec
     model_cfg, scope, _ = load_model_spec(distill_cfg.model.teacher, 'teacher')
     torch.manual_seed(seed)
     model = build_model_in_scope(model_cfg, infer_scope(model_cfg, scope, 'teacher'))

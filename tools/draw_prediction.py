@@ -24,9 +24,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 
 import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401  (safe checkpoint loaders for init_detector / init_model)
-from mmdiffkd.engine.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
-                                        extract_state_dict, load_checkpoint_file,
-                                        mismatch_message)
+from mmdiffkd.utils.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
+                                       extract_state_dict, load_checkpoint_file,
+                                       mismatch_message)
 
 TASKS = ('mmdet', 'mmseg')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')

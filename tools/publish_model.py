@@ -22,7 +22,7 @@ sys.path.insert(0, REPO)  # a checkout, uninstalled
 import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401
 import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.engine import CheckpointMismatchError  # noqa: E402
+from mmdiffkd.utils import CheckpointMismatchError  # noqa: E402
 from mmdiffkd.engine.metafile import dump_yaml  # noqa: E402
 from mmdiffkd.engine.publish import PublishError, publish  # noqa: E402
 

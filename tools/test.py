@@ -19,7 +19,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import mmdiffkd  # noqa: E402,F401
 import mmdiffkd.engine  # noqa: E402,F401
 import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.engine import extract_state_dict, load_checkpoint_file  # noqa: E402
+from mmdiffkd.utils import extract_state_dict, load_checkpoint_file  # noqa: E402
 from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
                                     parse_common_args, prepare_launch)
 

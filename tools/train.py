@@ -25,7 +25,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkou
 import mmdiffkd  # noqa: E402,F401  (version check)
 import mmdiffkd.engine  # noqa: E402  (safe checkpoint loading, hooks, CPU DDP wrapper)
 import mmdiffkd.models  # noqa: E402,F401  (Distiller and losses)
-from mmdiffkd.engine.integrity import check_checkpoint, resume_checkpoint_in  # noqa: E402
+from mmdiffkd.utils.integrity import check_checkpoint, resume_checkpoint_in  # noqa: E402
 from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
                                     parse_common_args, prepare_launch, setup_amp,
                                     use_safe_training)

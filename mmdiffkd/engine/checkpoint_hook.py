@@ -32,11 +32,11 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from mmdiffkd.registry import HOOKS
+from mmdiffkd.utils.checkpoint import load_checkpoint_file
+from mmdiffkd.utils.integrity import LAST_CHECKPOINT
 
 from .atomic import (ATOMIC_BACKEND, atomic_write_bytes, atomic_write_text,
                      remove_stale_temporaries, torch_save_bytes)
-from .checkpoint import load_checkpoint_file
-from .integrity import LAST_CHECKPOINT
 
 
 def is_local_path(path):

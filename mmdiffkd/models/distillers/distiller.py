@@ -24,7 +24,7 @@ from mmengine.model import BaseModel
 from mmdiffkd.registry import MODELS
 
 from . import renorm
-from .builder import build_member, check_file, load_weights, with_default_preprocessor
+from .members import build_member, check_file, load_weights, with_default_preprocessor
 from .declaration import parse_declarations
 from .dry_run import check_dry_run_cfg, dry_forward, fake_batch, input_channels
 from .plan import build_losses

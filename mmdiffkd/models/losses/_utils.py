@@ -3,6 +3,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 
@@ -65,7 +66,6 @@ class EpochWarmup:
         """min((epoch + 1) / warmup_epochs, 1) for MMEngine's 0-based current train epoch."""
         if not self.warmup_epochs:
             return 1.0
-        from mmengine.logging import MessageHub
         hub = MessageHub.get_current_instance()
         epoch = hub.get_info('epoch')
         name = type(self).__name__

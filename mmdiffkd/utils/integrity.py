@@ -10,7 +10,7 @@ usual impostors: an empty file, an HTML error page, a Git LFS pointer.
 
 Files in torch's legacy format (a plain pickle, ``_use_new_zipfile_serialization=False``, as
 some old model-zoo checkpoints are) carry no checksums; their truncation is caught when
-``torch.load`` reads them (see :func:`mmdiffkd.engine.checkpoint.torch_load_safe`).
+``torch.load`` reads them (see :func:`mmdiffkd.utils.checkpoint.torch_load_safe`).
 """
 import glob
 import os

@@ -1,20 +1,18 @@
-"""Build a student or teacher model from a config in its own registry scope.
+"""Build a model from a config in its own registry scope (mmdet, mmseg, mmpretrain).
 
 A model may be given as a model dict (``{{_base_.model}}``), or as ``config=`` an inline dict,
-a config file path or a cross-repo path ``'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'``.
-Its scope (mmdet / mmseg / mmpretrain) is taken, first match wins, from: a ``_scope_`` key, the
+a config file path or a cross-repo path ``'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'``
+(:func:`load_model_spec`). Its scope is taken, first match wins, from: a ``_scope_`` key, the
 config file's ``default_scope``, a scope prefix in ``type`` (``'mmdet.RetinaNet'``), the scope
-the runner is building in (when the type is registered there), or a search of the known scopes.
-
-:func:`build_member` builds the distiller's student or teacher from such a spec;
-:func:`load_weights` loads a checkpoint into it, strictly and with ``weights_only=True``.
+the runner is building in (when the type is registered there), or a search of the known scopes
+(:func:`infer_scope`); :func:`build_model_in_scope` builds it there. The distiller builds its
+student and teacher with these, the export and publish tools a student from its own config.
 """
-import copy
+import importlib
+import importlib.util
 import os.path as osp
 
-import torch.nn as nn
 from mmengine.config import Config, ConfigDict
-from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.registry import DefaultScope
 
@@ -37,7 +35,6 @@ def resolve_config_path(path):
                                     'retinanet_r50_fpn_1x_coco.py").')
         return path
     package, rel = path.split('::', 1)
-    import importlib.util
     package = PACKAGE_OF_SCOPE.get(package, package)
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -89,7 +86,6 @@ def load_model_spec(spec, role):
 
 
 def _registered_in(scope, type_name):
-    import importlib
     try:
         registry = importlib.import_module(f'{scope}.registry').MODELS
     except Exception:  # package missing or cannot import (e.g. mmcv absent)
@@ -137,65 +133,3 @@ def build_model_in_scope(model_cfg, scope):
         return ROOT_MODELS.build(model_cfg)
     with DefaultScope.overwrite_default_scope(scope):
         return ROOT_MODELS.build(model_cfg)
-
-
-def with_default_preprocessor(spec, data_preprocessor):
-    """``spec`` with ``data_preprocessor`` as its default, as MMEngine's Runner gives a model
-    the experiment's top-level one (``model.setdefault('data_preprocessor', ...)``).
-
-    Applies to a model dict and to ``dict(config=<model dict>)``; a model given as a config
-    file gets that experiment's own (``load_model_spec``), a built module keeps its own.
-    """
-    if data_preprocessor is None or not isinstance(spec, dict):
-        return spec
-    spec = copy.copy(spec)
-    if 'type' in spec and 'config' not in spec:
-        spec.setdefault('data_preprocessor', copy.deepcopy(data_preprocessor))
-    elif isinstance(spec.get('config'), dict) and 'type' in spec['config']:
-        spec['config'] = copy.copy(spec['config'])
-        spec['config'].setdefault('data_preprocessor', copy.deepcopy(data_preprocessor))
-    return spec
-
-
-def build_member(spec, role):
-    """Build the student or the teacher; returns ``(model, checkpoint or None)``."""
-    if isinstance(spec, nn.Module):
-        if not hasattr(spec, '_mmdiffkd_scope'):
-            spec._mmdiffkd_scope = None
-        return spec, None
-    model_cfg, file_scope, extra = load_model_spec(spec, role)
-    allowed = {'checkpoint', 'allow_untrained'}
-    unknown = set(extra) - allowed
-    if unknown:
-        raise KeyError(f'{role} has unknown keys {sorted(unknown)}; valid with config=: '
-                       f'{sorted(allowed | {"config"})}.')
-    checkpoint = extra.get('checkpoint')
-    if role == 'teacher' and checkpoint is None and not extra.get('allow_untrained', False):
-        raise ValueError('teacher.checkpoint is missing: a teacher must be trained. Give '
-                         'teacher=dict(config=..., checkpoint="path/or/url.pth"); for a smoke '
-                         'test only, checkpoint=None with allow_untrained=True.')
-    if checkpoint is not None:
-        check_file(checkpoint, f'{role} checkpoint')
-    scope = infer_scope(model_cfg, file_scope, role)
-    model = build_model_in_scope(model_cfg, scope)
-    model._mmdiffkd_scope = scope
-    if not isinstance(model, BaseModel):
-        raise TypeError(f'{role} must build an MMEngine BaseModel (a detector, segmentor or '
-                        f'classifier), got {type(model).__name__}.')
-    return model, checkpoint
-
-
-def check_file(filename, role):
-    """A local file that exists, or a URL; else an error naming ``role``."""
-    if not isinstance(filename, str):
-        raise TypeError(f'{role} must be a path or URL string, got {type(filename).__name__}.')
-    if '://' not in filename and not osp.isfile(osp.expanduser(filename)):
-        raise FileNotFoundError(f'{role} {filename!r} does not exist (expected a local .pth '
-                                'file or an http(s):// URL).')
-
-
-def load_weights(model, filename, role):
-    """Load ``filename`` into ``model`` with ``torch.load(weights_only=True)``, strictly."""
-    check_file(filename, f'{role} checkpoint')
-    from mmdiffkd.engine.checkpoint import load_checkpoint_safe
-    return load_checkpoint_safe(model, filename, map_location='cpu', strict=True)

@@ -9,7 +9,7 @@ schemes with loaders that pass ``weights_only=True`` explicitly (the torch envir
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot weaken an explicit ``True``). Every MMEngine path
 then goes through them: ``Runner.resume``, ``load_from``, ``init_cfg=dict(type='Pretrained')``,
 ``mmdet.apis.init_detector`` and friends. MMEngine's own checkpoints additionally need the
-allow-list of :mod:`mmdiffkd.engine.safe_globals`.
+allow-list of :mod:`mmdiffkd.utils.safe_globals`.
 
 :func:`load_checkpoint_safe` is the one call the distiller uses for the teacher and the student
 initialisation: strict by default, and a mismatch names the missing, unexpected and mis-shaped
@@ -25,10 +25,12 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
+from mmengine.dist import barrier, get_dist_info
 from mmengine.fileio import get as fileio_get
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import (CheckpointLoader, _process_mmcls_checkpoint,
+from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
+                                        _process_mmcls_checkpoint,
                                         get_deprecated_model_names, get_external_models,
                                         get_mmcls_models, get_torchvision_models)
 
@@ -67,7 +69,7 @@ def _refuse_unsafe(name):
             'plain weights, and mmdiffkd only loads checkpoints with '
             'torch.load(weights_only=True), so nothing in it was executed. Allowed are tensors, '
             'containers, plain Python values and the objects MMEngine writes into its own '
-            'checkpoints (mmdiffkd.engine.safe_globals). If you made this file yourself and trust '
+            'checkpoints (mmdiffkd.utils.safe_globals). If you made this file yourself and trust '
             'it, re-save only its tensors: torch.save({"state_dict": sd}, path). '
             f'torch said: {err}') from None
 
@@ -120,7 +122,6 @@ def load_from_http_safe(filename, map_location=None, model_dir=None):
 
     In distributed runs rank 0 downloads first and the other ranks read its cached file.
     """
-    from mmengine.dist import barrier, get_dist_info
     rank, world_size = get_dist_info()
 
     def load():
@@ -155,7 +156,6 @@ def load_from_torchvision_safe(filename, map_location=None):
 
 def load_from_openmmlab_safe(filename, map_location=None):
     """``open-mmlab://name`` resolved with MMEngine's tables, loaded safely."""
-    from mmengine.runner.checkpoint import _get_mmengine_home
     model_name = filename.split('://', 1)[1]
     model_name = get_deprecated_model_names().get(model_name, model_name)
     urls = get_external_models()
