@@ -50,8 +50,7 @@ def _kill_while_writing(tmp_path, kind, size=32 * MB, timeout=60):
     (target path, whether the kill landed mid-write)."""
     target = tmp_path / kind / 'iter_1.pth'
     target.parent.mkdir()
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1',
-               MMDIFFKD_SKIP_VERSION_CHECK='1')
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1')
     atomic_py = osp.join(REPO, 'mmdiffkd', 'engine', 'atomic.py')
     proc = subprocess.Popen([sys.executable, '-c', WRITER, kind, str(target), str(size),
                              atomic_py],

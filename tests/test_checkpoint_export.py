@@ -12,7 +12,6 @@ import pytest
 import torch
 from test_tools import load_tool, write_experiment
 
-import mmdiffkd.engine  # noqa: F401
 from mmdiffkd.engine import export_student
 from mmdiffkd.utils import CheckpointMismatchError, UnsafeCheckpointError
 

@@ -10,16 +10,14 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from tiny_models import CONFIG_DIR, TASKS, loader, teacher_checkpoint
+
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.engine import export_student
 
 pytest.importorskip('mmcv.ops', reason='mmdet / mmseg / mmpretrain need mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from tiny_models import CONFIG_DIR, TASKS, loader, teacher_checkpoint  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.engine import export_student  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -10,19 +10,17 @@ from collections import OrderedDict
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.logging import HistoryBuffer
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
+from mmengine.runner.checkpoint import load_checkpoint as mmengine_load_checkpoint
+from mmengine.runner.checkpoint import load_from_http
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')  # only torch + mmengine needed here
-
-from mmengine.logging import HistoryBuffer  # noqa: E402
-from mmengine.model import BaseModel  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
-from mmengine.runner.checkpoint import load_checkpoint as mmengine_load_checkpoint  # noqa: E402
-
-from mmdiffkd.utils import (CheckpointMismatchError, UnsafeCheckpointError,  # noqa: E402
-                            load_checkpoint_file, load_checkpoint_safe,
+from mmdiffkd.utils import (CheckpointMismatchError, UnsafeCheckpointError,
+                            install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
                             mmengine_checkpoint_globals)
-from mmdiffkd.utils.checkpoint import load_from_http_safe, load_from_local_safe  # noqa: E402
+from mmdiffkd.utils.checkpoint import load_from_http_safe, load_from_local_safe
 
 
 
@@ -103,6 +101,24 @@ def test_every_mmengine_scheme_uses_the_safe_loaders():
                    's3://bucket/a.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(prefix)
         assert loader.__module__ == 'mmdiffkd.utils.checkpoint', prefix
+
+
+def test_install_safe_loaders_is_idempotent_and_puts_back_a_replaced_scheme(tmp_path):
+    before = dict(CheckpointLoader._schemes)
+    install_safe_loaders()
+    install_safe_loaders()
+    assert CheckpointLoader._schemes == before
+    # something re-registers MMEngine's own URL loader (weights_only=False) ...
+    CheckpointLoader.register_scheme(('http://', 'https://'), load_from_http, force=True)
+    try:
+        # ... our own entry (load_checkpoint_file, the distiller, the tools) puts ours back
+        with pytest.raises(FileNotFoundError):
+            load_checkpoint_file(str(tmp_path / 'missing.pth'))
+        assert CheckpointLoader._get_checkpoint_loader('https://x.org/a.pth') \
+            is load_from_http_safe
+    finally:
+        install_safe_loaders()
+    assert CheckpointLoader._schemes == before
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

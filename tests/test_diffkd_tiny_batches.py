@@ -9,19 +9,18 @@ does not ship and require every loss and parameter to stay finite.
 """
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from tiny_models import cls_dataset, det_dataset, tiny_mmdet_model
+
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.models.diffkd import layers
+from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.builder import resolve_config_path
 
 pytest.importorskip('mmcv.ops', reason='mmdet / mmpretrain need mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from tiny_models import cls_dataset, det_dataset, tiny_mmdet_model  # noqa: E402
-
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.models.diffkd import layers  # noqa: E402
-from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
 
 STEPS = 20
 

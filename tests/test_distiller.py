@@ -236,6 +236,19 @@ def test_wrong_path_lists_close_paths(teacher_ckpt):
     assert 'stage3' in msg and 'stage2' in msg and 'stage1' in msg
 
 
+def test_building_installs_the_safe_loaders():
+    """MMEngine loads the student's init_cfg and the runner's load_from through its own
+    schemes: the distiller puts mmdiffkd's weights_only loaders back when it is built."""
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_http
+
+    from mmdiffkd.utils.checkpoint import load_from_http_safe
+    CheckpointLoader.register_scheme(('http://', 'https://'), load_from_http, force=True)
+    MODELS.build(dict(type='Distiller', student=toy_model(8),
+                      teacher=dict(config=toy_model(16), checkpoint=None, allow_untrained=True),
+                      dry_run=dict(input_size=(16, 16))))
+    assert CheckpointLoader._get_checkpoint_loader('https://x.org/a.pth') is load_from_http_safe
+
+
 def test_missing_teacher_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         build(str(tmp_path / 'nope.pth'))

@@ -14,7 +14,6 @@ HERE = os.path.dirname(__file__)
 
 def _worker(rank, world_size, init_file, ckpt, out_dir):
     sys.path.insert(0, HERE)
-    os.environ['MMDIFFKD_SKIP_VERSION_CHECK'] = '1'
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                             world_size=world_size)

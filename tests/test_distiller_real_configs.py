@@ -14,19 +14,18 @@ import copy
 
 import pytest
 import torch
-
-pytest.importorskip('mmcv.ops', reason='mmdet / mmseg / mmpretrain need mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from tiny_models import (cls_dataset, det_dataset, seg_dataset, teacher_checkpoint,  # noqa: E402
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from tiny_models import (cls_dataset, det_dataset, seg_dataset, teacher_checkpoint,
                          tiny_mmdet_model)
 
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.builder import resolve_config_path
+
+pytest.importorskip('mmcv.ops', reason='mmdet / mmseg / mmpretrain need mmcv with ops')
 
 DEIT_TI = 'mmpretrain::deit/deit-tiny-distilled_4xb256_in1k.py'
 DEIT_TI_PLAIN = 'mmpretrain::deit/deit-tiny_4xb256_in1k.py'

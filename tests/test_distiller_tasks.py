@@ -8,19 +8,18 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.runner import Runner
+from tiny_models import CONFIG_DIR, TASKS, loader, teacher_checkpoint
+
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.models.distillers import Distiller
+from mmdiffkd.utils.builder import (infer_scope, load_model_spec,
+                                    resolve_config_path)
 
 pytest.importorskip('mmcv.ops', reason='mmdet / mmseg / mmpretrain need mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import MODELS as ROOT_MODELS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from tiny_models import CONFIG_DIR, TASKS, loader, teacher_checkpoint  # noqa: E402
-
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.models.distillers import Distiller  # noqa: E402
-from mmdiffkd.utils.builder import (infer_scope, load_model_spec,  # noqa: E402
-                                    resolve_config_path)
 
 EXPECTED = {
     # task: (student task-loss keys, distillation keys, inferred DiffKD channels s/t)

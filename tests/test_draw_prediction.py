@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from test_tools import load_tool
+from tiny_models import CONFIG_DIR
+
+from mmdiffkd.engine import export_student
+from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.checkpoint import CheckpointMismatchError
 
 pytest.importorskip('mmcv.ops', reason='mmdet / mmseg need mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from test_tools import load_tool  # noqa: E402
-from tiny_models import CONFIG_DIR  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401
-from mmdiffkd.engine import export_student  # noqa: E402
-from mmdiffkd.utils.checkpoint import CheckpointMismatchError  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
 
 torch.set_num_threads(1)
 

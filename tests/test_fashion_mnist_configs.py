@@ -7,14 +7,13 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+from mmdiffkd.registry import MODELS
 
 pytest.importorskip('mmpretrain', reason='needs mmpretrain (bash tools/setup.sh)')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-
-from mmdiffkd.registry import MODELS  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FM = osp.join(REPO, 'configs', 'fashion_mnist')

@@ -6,9 +6,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
-
-from mmdiffkd.datasets.fashion_mnist import (DEBIAN_DIR, FILES, build_fashion_mnist,  # noqa: E402
+from mmdiffkd.datasets.fashion_mnist import (DEBIAN_DIR, FILES, build_fashion_mnist,
                                              prepare_fashion_mnist, read_idx)
 
 HAS_DEBIAN = osp.isfile(osp.join(DEBIAN_DIR, 'train-images-idx3-ubyte.gz'))

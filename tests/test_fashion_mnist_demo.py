@@ -6,9 +6,9 @@ import os.path as osp
 import pytest
 import torch
 
-pytest.importorskip('mmpretrain', reason='needs mmpretrain (bash tools/setup.sh)')
+from mmdiffkd.datasets.fashion_mnist import DEBIAN_DIR
 
-from mmdiffkd.datasets.fashion_mnist import DEBIAN_DIR  # noqa: E402
+pytest.importorskip('mmpretrain', reason='needs mmpretrain (bash tools/setup.sh)')
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 pytestmark = pytest.mark.skipif(

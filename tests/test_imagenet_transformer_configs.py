@@ -8,20 +8,19 @@ import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from tiny_models import cls_dataset, unscoped
+
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.models.distillers.transforms import (DropTokens, MeanTokens,
+                                                   TokensToMap)
+from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.builder import resolve_config_path
 
 pytest.importorskip('mmcv.ops', reason='mmpretrain needs mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from tiny_models import cls_dataset, unscoped  # noqa: E402
-
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.utils.builder import resolve_config_path  # noqa: E402
-from mmdiffkd.models.distillers.transforms import (DropTokens, MeanTokens,  # noqa: E402
-                                                   TokensToMap)
-from mmdiffkd.registry import MODELS  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 VKD = 'vkd_feat-head_deit-small_deit-tiny-distilled_4xb256_in1k.py'

@@ -31,8 +31,7 @@ SEED = int(os.environ.get('MMDIFFKD_KILL_SEED', time.time_ns() % 10000))
 
 def _env(directory):
     return dict(os.environ, OMP_NUM_THREADS='1', PYTHON=sys.executable, PORT=str(free_port()),
-                PYTHONPATH=os.pathsep.join([REPO, TESTS_DIR, str(directory)]),
-                MMDIFFKD_SKIP_VERSION_CHECK=os.environ.get('MMDIFFKD_SKIP_VERSION_CHECK', '1'))
+                PYTHONPATH=os.pathsep.join([REPO, TESTS_DIR, str(directory)]))
 
 
 def _command(config, work, gpus, *extra):

@@ -4,17 +4,13 @@ Checks the contract between losses and distiller: channels filled by the dry for
 reaching DKD / AEKT from the batch's data samples, logged keys, gradients to the student and the
 loss's own parts only.
 """
-import os
+import pytest
+import torch
+from mmengine.registry import MODELS as ROOT_MODELS
+from tiny_models import save_weights, toy_batch, toy_model
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from mmengine.registry import MODELS as ROOT_MODELS  # noqa: E402
-from tiny_models import save_weights, toy_batch, toy_model  # noqa: E402
-
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.registry import MODELS  # noqa: E402
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.registry import MODELS
 
 # name -> (loss cfg, record, teacher width, expected log keys)
 CASES = {

@@ -1,16 +1,13 @@
 """Feature losses (MSE, FitNets, CWD, PKD, VkD, RTK): values against hand computations."""
 import io
 import math
-import os
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')  # only torch + mmengine are needed
+import pytest
+import torch
+import torch.nn.functional as F
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from mmdiffkd.models.losses import CWD, MSE, PKD, RTK, FitNets, VkD  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
+from mmdiffkd.models.losses import CWD, MSE, PKD, RTK, FitNets, VkD
+from mmdiffkd.registry import MODELS
 
 
 def softmax(row, tau=1.0):

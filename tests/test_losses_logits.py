@@ -1,15 +1,12 @@
 """Logit losses (KD, DIST, DKD, AEKT): values against hand computations on tiny tensors."""
 import math
-import os
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')  # only torch + mmengine are needed
+import pytest
+import torch
+from mmengine.structures import BaseDataElement, PixelData
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from mmengine.structures import BaseDataElement, PixelData  # noqa: E402
-
-from mmdiffkd.models.losses import AEKT, DIST, DKD, KD  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
+from mmdiffkd.models.losses import AEKT, DIST, DKD, KD
+from mmdiffkd.registry import MODELS
 
 S = [[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]]
 T = [[2.0, 1.0, 0.0], [0.5, 0.5, 2.5]]

@@ -12,22 +12,19 @@ import math
 import os
 import warnings
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.hooks import Hook
+from mmengine.logging import MessageHub
+from mmengine.registry import MODELS as ROOT_MODELS
+from tiny_models import save_weights, toy_batch, toy_loader, toy_model
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.logging import MessageHub  # noqa: E402
-from mmengine.registry import MODELS as ROOT_MODELS  # noqa: E402
-from tiny_models import save_weights, toy_batch, toy_loader, toy_model  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401  (weights_only loaders used by the resume)
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.models.losses import AEKT, DKD, KD, FitNets, VkD  # noqa: E402
-from mmdiffkd.models.losses._utils import EpochWarmup  # noqa: E402
-from mmdiffkd.registry import MODELS  # noqa: E402
+import mmdiffkd.models  # noqa: F401
+from mmdiffkd.models.losses import AEKT, DKD, KD, FitNets, VkD
+from mmdiffkd.models.losses._utils import EpochWarmup
+from mmdiffkd.registry import MODELS
 
 
 def total(out):

@@ -8,16 +8,14 @@ far above chance; feature losses must cut their own value substantially. Run wit
 import gzip
 import os
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from mmdiffkd.registry import MODELS  # noqa: E402
-import mmdiffkd.models.losses  # noqa: E402,F401
+import mmdiffkd.models.losses  # noqa: F401
+from mmdiffkd.registry import MODELS
 
 ROOT = '/usr/share/datasets/fashion-mnist'
 pytestmark = pytest.mark.slow

@@ -18,19 +18,17 @@ import shutil
 import sys
 import textwrap
 
+import modelindex
 import pytest
 import torch
 import yaml
+from test_tools import load_tool
+from tiny_models import CONFIG_DIR
+
+from mmdiffkd.engine.publish import PublishError, read_scalars
+from mmdiffkd.utils import CheckpointMismatchError
 
 pytest.importorskip('mmcv.ops', reason='mmpretrain / mmdet / mmseg need mmcv with ops')
-
-import modelindex  # noqa: E402
-from test_tools import load_tool  # noqa: E402
-from tiny_models import CONFIG_DIR  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401
-from mmdiffkd.utils import CheckpointMismatchError  # noqa: E402
-from mmdiffkd.engine.publish import PublishError, read_scalars  # noqa: E402
 
 torch.set_num_threads(1)
 

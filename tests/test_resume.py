@@ -14,7 +14,6 @@ from mmengine.runner import Runner
 from mmengine.structures import BaseDataElement
 from tiny_models import save_weights, toy_model
 
-import mmdiffkd.engine  # noqa: F401  (safe loaders, allow-list, StepSeedHook)
 import mmdiffkd.models  # noqa: F401
 from mmdiffkd.registry import HOOKS
 

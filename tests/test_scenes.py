@@ -4,15 +4,13 @@ import json
 import os
 import os.path as osp
 
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from pycocotools import mask as mask_utils  # noqa: E402
-
-from mmdiffkd.datasets import scenes  # noqa: E402
-from mmdiffkd.datasets.scenes import SceneSettings, generate_scenes  # noqa: E402
+from mmdiffkd.datasets import scenes
+from mmdiffkd.datasets.scenes import SceneSettings, generate_scenes
 
 TINY = SceneSettings(num_train=8, num_val=4, size=96, seed=3, min_items=2, max_items=5,
                      min_scale=16, max_scale=48)

@@ -14,18 +14,16 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from test_tools import load_tool  # noqa: E402
-from tiny_models import (det_dataset, teacher_checkpoint, tiny_mmdet_model,  # noqa: E402
+from mmengine.config import Config
+from mmengine.runner import Runner
+from test_tools import load_tool
+from tiny_models import (det_dataset, teacher_checkpoint, tiny_mmdet_model,
                          unscoped)
 
-import mmdiffkd.engine  # noqa: E402,F401
-from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SceneSettings,  # noqa: E402
+from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SceneSettings,
                                       generate_scenes)
+
+pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
 
 torch.set_num_threads(1)
 

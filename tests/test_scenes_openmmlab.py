@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SEG_CLASSES,
+                                      SceneSettings, generate_scenes)
 
 mmdet = pytest.importorskip('mmdet', reason='needs mmdet (and mmcv with ops)')
 mmseg = pytest.importorskip('mmseg', reason='needs mmsegmentation (and mmcv with ops)')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-from mmdiffkd.datasets.scenes import (FASHION_MNIST_CLASSES, SEG_CLASSES,  # noqa: E402
-                                      SceneSettings, decode_rle, generate_scenes)
 
 CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs', 'scenes')
 # Students run in the default suite (~15-25 s each on the shared 2-core CPU, mostly imports and

@@ -19,21 +19,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from test_scenes_openmmlab import _shrink
+from test_tools import load_tool
+from tiny_models import teacher_checkpoint
+
+from mmdiffkd.datasets.scenes import SEG_CLASSES, SceneSettings, generate_scenes
+from mmdiffkd.registry import DATASETS, MODELS
 
 pytest.importorskip('mmseg', reason='needs mmsegmentation (and mmcv with ops)')
-
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-from test_scenes_openmmlab import _shrink  # noqa: E402
-from test_tools import load_tool  # noqa: E402
-from tiny_models import teacher_checkpoint  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401
-from mmdiffkd.datasets.scenes import SEG_CLASSES, SceneSettings, generate_scenes  # noqa: E402
-from mmdiffkd.registry import DATASETS, MODELS  # noqa: E402
 
 torch.set_num_threads(1)
 

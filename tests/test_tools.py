@@ -18,7 +18,7 @@ import torch
 from mmengine.registry import MODELS as ROOT_MODELS
 from tiny_models import save_weights, toy_model
 
-import mmdiffkd.engine  # noqa: F401  (torch.load of MMEngine checkpoints: the allow-list)
+import mmdiffkd  # noqa: F401  (torch.load of MMEngine checkpoints: weights_only, the allow-list)
 
 TESTS_DIR = osp.dirname(osp.abspath(__file__))
 REPO = osp.dirname(TESTS_DIR)

@@ -12,14 +12,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
+from test_tools import load_tool
+from tiny_models import CONFIG_DIR, teacher_checkpoint
+
+import mmdiffkd  # noqa: F401  (torch.load of MMEngine checkpoints: weights_only, the allow-list)
 
 pytest.importorskip('mmcv.ops', reason='mmdet needs mmcv with ops')
-
-from mmengine.config import Config  # noqa: E402
-from test_tools import load_tool  # noqa: E402
-from tiny_models import CONFIG_DIR, teacher_checkpoint  # noqa: E402
-
-import mmdiffkd.engine  # noqa: E402,F401
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,6 @@ same ``forward(inputs, data_samples, mode)`` contract as mmdet / mmseg / mmpretr
 It is registered in MMEngine's root registry (scope ``mmengine``), so the distiller finds it
 by searching the known scopes. Real task models live in ``tests/configs/``.
 """
-import importlib.util
 import os
 
 import torch
@@ -14,9 +13,6 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.structures import BaseDataElement
-
-if importlib.util.find_spec('mmcv') is None:  # torch + MMEngine only: the toy tests still run
-    os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
 

@@ -20,10 +20,10 @@ import os.path as osp
 import sys
 import uuid
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdiffkd  # noqa: E402,F401
-import mmdiffkd.engine  # noqa: E402,F401  (safe checkpoint loaders for init_detector / init_model)
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.utils.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
                                        extract_state_dict, load_checkpoint_file,
                                        mismatch_message)
@@ -159,6 +159,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    install_safe_loaders()  # init_detector / init_model load through MMEngine's loaders
     args = parse_args(argv)
     _, _, summary = draw_prediction(args.config, args.checkpoint, args.image, args.out_file,
                                     device=args.device, score_thr=args.score_thr,

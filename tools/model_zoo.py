@@ -14,7 +14,8 @@ import re
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, REPO)
 
 from mmdiffkd.engine.metafile import load_index, write_atomic  # noqa: E402
 from mmdiffkd.results import gap_closed  # noqa: E402

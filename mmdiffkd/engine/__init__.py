@@ -2,10 +2,8 @@
 crash-safe checkpoint writing, the non-finite loss guard and the tools' launch helpers.
 
 Safe checkpoint loading lives one floor down, in :mod:`mmdiffkd.utils` (``models/`` needs it
-too); importing ``mmdiffkd`` turns it on (:func:`mmdiffkd.utils.install_safe_loaders`).
+too); importing ``mmdiffkd`` turns it on (:func:`mmdiffkd.install_safe_loaders`).
 """
-from mmdiffkd.utils.checkpoint import install_safe_loaders
-
 from .atomic import AtomicLocalBackend, atomic_open, atomic_torch_save, atomic_write_bytes
 from .checkpoint_hook import AtomicCheckpointHook
 from .cpu_ddp import CPUDistributedDataParallel
@@ -16,8 +14,6 @@ from .nonfinite import (FiniteLossAmpOptimWrapper, FiniteLossOptimWrapper, NonFi
                         NonFiniteLossHook)
 from .step_seed_hook import StepSeedHook, step_seed
 from .teacher_val_hook import TeacherValHook
-
-install_safe_loaders()
 
 __all__ = [
     'AtomicLocalBackend', 'atomic_open', 'atomic_torch_save', 'atomic_write_bytes',

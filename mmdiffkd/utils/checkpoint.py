@@ -181,18 +181,37 @@ def load_from_backend_safe(filename, map_location=None):
     return torch_load_safe(io.BytesIO(fileio_get(filename)), map_location, source=filename)
 
 
+# MMEngine's schemes (the prefixes MMEngine 0.10.7 registers) and the safe loader of each.
+SAFE_SCHEMES = (
+    ('', load_from_local_safe),
+    (('http://', 'https://'), load_from_http_safe),
+    (('modelzoo://', 'torchvision://'), load_from_torchvision_safe),
+    (('open-mmlab://', 'openmmlab://'), load_from_openmmlab_safe),
+    ('mmcls://', load_from_mmcls_safe),
+    ((r'(\S+\:)?s3://', r'(\S+\:)?petrel:/'), load_from_backend_safe),
+)
+
+
 def install_safe_loaders():
-    """Make every MMEngine checkpoint scheme load with ``weights_only=True``. Idempotent."""
+    """Make every MMEngine checkpoint load use ``torch.load(weights_only=True)``. Idempotent.
+
+    The one entry point of safe loading. It changes process-wide state in exactly two ways,
+    both through public API:
+
+    1. ``CheckpointLoader.register_scheme(prefixes, loader, force=True)`` for each of
+       :data:`SAFE_SCHEMES`, so ``Runner.resume``, ``load_from``,
+       ``init_cfg=dict(type='Pretrained')``, ``mmdet.apis.init_detector`` and every other
+       MMEngine path loads through this module's loaders;
+    2. ``torch.serialization.add_safe_globals`` of exactly the globals MMEngine pickles into
+       its own checkpoints (:func:`~mmdiffkd.utils.safe_globals.register_mmengine_safe_globals`,
+       done once per process).
+
+    ``import mmdiffkd`` calls it (so ``custom_imports=['mmdiffkd']`` does), the distiller calls
+    it when it is built, the tools before they run, and :func:`load_checkpoint_file` before
+    every load; calling it again leaves the same state.
+    """
     register_mmengine_safe_globals()
-    schemes = [
-        ('', load_from_local_safe),
-        (('http://', 'https://'), load_from_http_safe),
-        (('modelzoo://', 'torchvision://'), load_from_torchvision_safe),
-        (('open-mmlab://', 'openmmlab://'), load_from_openmmlab_safe),
-        ('mmcls://', load_from_mmcls_safe),
-        ((r'(\S+\:)?s3://', r'(\S+\:)?petrel:/'), load_from_backend_safe),
-    ]
-    for prefixes, loader in schemes:
+    for prefixes, loader in SAFE_SCHEMES:
         CheckpointLoader.register_scheme(prefixes, loader, force=True)
 
 
@@ -201,8 +220,7 @@ def load_checkpoint_file(filename, map_location='cpu'):
     if not isinstance(filename, str) or not filename:
         raise TypeError(f'checkpoint must be a non-empty path or URL string, got {filename!r}')
     install_safe_loaders()
-    loader = CheckpointLoader._get_checkpoint_loader(filename)
-    return loader(filename, map_location)
+    return CheckpointLoader.load_checkpoint(filename, map_location, logger='silent')
 
 
 # ---- state dict handling ----------------------------------------------------------------------

@@ -87,9 +87,10 @@ _REGISTERED = False
 def register_mmengine_safe_globals():
     """Allow, process-wide, exactly the globals MMEngine writes into its checkpoints.
 
-    Called when ``mmdiffkd.engine`` is imported, so ``Runner.resume`` and ``load_from`` of an
-    MMEngine checkpoint work under ``weights_only=True`` in any program that uses mmdiffkd
-    (tools, tests, notebooks), not only in ``tools/train.py``. Idempotent.
+    Part of :func:`mmdiffkd.install_safe_loaders` (run when ``mmdiffkd`` is imported), so
+    ``Runner.resume`` and ``load_from`` of an MMEngine checkpoint work under
+    ``weights_only=True`` in any program that uses mmdiffkd (tools, tests, notebooks), not only
+    in ``tools/train.py``. Idempotent.
     """
     global _REGISTERED
     if not _REGISTERED:

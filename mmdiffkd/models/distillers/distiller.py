@@ -22,6 +22,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.checkpoint import install_safe_loaders
 
 from . import renorm
 from .members import build_member, check_file, load_weights, with_default_preprocessor
@@ -85,6 +86,7 @@ class Distiller(BaseModel):
                  init_distill_losses=None,
                  data_preprocessor=None,
                  init_cfg=None):
+        install_safe_loaders()  # MMEngine's own loads (init_cfg, load_from) stay weights_only
         student = with_default_preprocessor(student, data_preprocessor)
         student_model, student_ckpt = build_member(student, 'student')
         teacher_model, teacher_ckpt = build_member(teacher, 'teacher')
