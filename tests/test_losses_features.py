@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmdiffkd.models.distillers.declaration import Entry, Record
 from mmdiffkd.models.losses import CWD, MSE, PKD, RTK, FitNets, VkD
 from mmdiffkd.registry import MODELS
 
@@ -127,12 +128,21 @@ def test_pkd_is_one_minus_pearson_per_channel():
     assert PKD()(t * 0.1 - 4, t).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_pkd_resizes_one_map_to_the_other_and_rejects_width_mismatch():
+def test_pkd_after_the_declarations_resize_and_rejects_width_mismatch():
+    """PKD has no resize of its own: the declaration's ``resize`` reconciles grids."""
+    def entry(resize):
+        record = Record('distill_losses.fpn', 'student', 'neck')
+        return Entry('fpn', None, record, record, 1.0, resize, False)
+
     s, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)
     # bilinear 4 -> 2 (align_corners=False) samples between pixel pairs: a 2x2 average.
-    assert PKD()(s, t).item() == pytest.approx(PKD()(F.avg_pool2d(s, 2), t).item(), rel=1e-5)
-    to_student = PKD(resize_student=False)(F.avg_pool2d(s, 2), s * 2 + 1)
+    to_teacher = PKD()(*entry('student').match(s, t))
+    assert to_teacher.item() == pytest.approx(PKD()(F.avg_pool2d(s, 2), t).item(), rel=1e-5)
+    to_student = PKD()(*entry('teacher').match(F.avg_pool2d(s, 2), s * 2 + 1))
     assert to_student.item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match=r'student \(2, 3, 4, 4\) and teacher \(2, 3, 2, 2\).*'
+                                         r'resize="student"'):
+        PKD()(s, t)
     with pytest.raises(ValueError, match=r'student \(2, 4, 2, 2\) and teacher \(2, 3, 2, 2\)'):
         PKD()(torch.randn(2, 4, 2, 2), torch.randn(2, 3, 2, 2))
 
@@ -311,6 +321,16 @@ def test_every_loss_is_registered():
     names = {'KD', 'DIST', 'DKD', 'FitNets', 'CWD', 'PKD', 'VkD', 'RTK', 'AEKT', 'MSE'}
     assert names <= set(MODELS.module_dict)
     assert all(MODELS.get(n) is getattr(losses, n) for n in names)
+
+
+def test_the_loss_contract_detaches_the_teacher_positional_or_keyword():
+    """DistillLoss detaches the teacher before every forward: no loss does it again."""
+    s = torch.randn(2, 3, requires_grad=True)
+    t = torch.randn(2, 3, requires_grad=True)
+    loss = MSE()
+    (loss(s, t) + loss(student=s, teacher=t) + loss(s, teacher=t)).backward()
+    assert t.grad is None
+    torch.testing.assert_close(s.grad, 3 * 2 * (s - t).detach() / s.numel())
 
 
 @pytest.mark.parametrize('name', sorted(FEATURE_LOSSES))

@@ -27,13 +27,10 @@ from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.utils.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
                                        extract_state_dict, load_checkpoint_file,
                                        mismatch_message)
+from mmdiffkd.utils.integrity import check_checkpoint_path  # noqa: E402
 
 TASKS = ('mmdet', 'mmseg')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
-
-
-def _is_url(path):
-    return isinstance(path, str) and path.startswith(('http://', 'https://'))
 
 
 def load_config(config):
@@ -57,9 +54,8 @@ def load_config(config):
 
 def check_checkpoint(checkpoint):
     """The exported weights (state dict), or a clear error for a file that is not one."""
-    if not _is_url(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist (expected the .pth '
-                                'written by tools/export_student.py, or an http(s):// URL).')
+    check_checkpoint_path(checkpoint, 'checkpoint', hint='(expected the .pth written by '
+                          'tools/export_student.py, or an http(s):// URL).')
     state_dict = extract_state_dict(load_checkpoint_file(checkpoint), checkpoint)
     if any(k.startswith('student.') for k in state_dict):
         raise ValueError(f'checkpoint {checkpoint!r} is a distiller checkpoint (its weights are '

@@ -29,7 +29,8 @@ from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
                                     parse_common_args, prepare_launch, setup_amp,
                                     use_safe_training)
 from mmdiffkd.engine.nonfinite import ACTIONS  # noqa: E402
-from mmdiffkd.utils.integrity import check_checkpoint, resume_checkpoint_in  # noqa: E402
+from mmdiffkd.utils.integrity import (check_checkpoint, check_checkpoint_path,  # noqa: E402
+                                      is_remote, resume_checkpoint_in)
 
 
 def parse_args(argv=None):
@@ -59,10 +60,8 @@ def build_cfg(args):
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if '://' not in args.resume and not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume!r}: no such checkpoint file (give '
-                                    'a .pth path, or --resume alone for the latest in the '
-                                    'work dir).')
+        check_checkpoint_path(args.resume, '--resume', hint='(give a .pth path, or --resume '
+                              'alone for the latest in the work dir).')
         cfg.resume = True
         cfg.load_from = args.resume
     if cfg.get('resume') and not cfg.get('load_from'):  # --resume alone, or resume=True
@@ -71,11 +70,11 @@ def build_cfg(args):
         if cfg.load_from is not None:
             print_log(f'Resuming from {cfg.load_from} (named by the work dir\'s '
                       'last_checkpoint).', logger='current')
-    if cfg.get('load_from') and '://' not in cfg.load_from:
+    if cfg.get('load_from'):
         what = '--resume' if cfg.get('resume') else 'load_from'
-        if not osp.isfile(cfg.load_from):
-            raise FileNotFoundError(f'{what} {cfg.load_from!r}: no such checkpoint file.')
-        check_checkpoint(cfg.load_from, what=what)
+        check_checkpoint_path(cfg.load_from, what)
+        if not is_remote(cfg.load_from):
+            check_checkpoint(cfg.load_from, what=what)
     use_safe_training(cfg, args.on_nonfinite)
     prepare_launch(cfg, args.launcher)
     return cfg

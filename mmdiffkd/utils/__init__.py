@@ -5,8 +5,8 @@ from .builder import build_model_in_scope, infer_scope, load_model_spec, resolve
 from .checkpoint import (CheckpointMismatchError, UnsafeCheckpointError, extract_state_dict,
                          install_safe_loaders, load_checkpoint_file, load_checkpoint_safe,
                          load_state_dict_checked, revise_state_dict, torch_load_safe)
-from .integrity import (CorruptCheckpointError, check_checkpoint, checkpoint_problem,
-                        resume_checkpoint_in)
+from .integrity import (CorruptCheckpointError, check_checkpoint, check_checkpoint_path,
+                        checkpoint_problem, is_remote, resume_checkpoint_in)
 from .safe_globals import (mmengine_checkpoint_globals, mmengine_safe_globals,
                            register_mmengine_safe_globals)
 
@@ -15,6 +15,7 @@ __all__ = [
     'CheckpointMismatchError', 'UnsafeCheckpointError', 'extract_state_dict',
     'install_safe_loaders', 'load_checkpoint_file', 'load_checkpoint_safe',
     'load_state_dict_checked', 'revise_state_dict', 'torch_load_safe',
-    'CorruptCheckpointError', 'check_checkpoint', 'checkpoint_problem', 'resume_checkpoint_in',
+    'CorruptCheckpointError', 'check_checkpoint', 'check_checkpoint_path', 'checkpoint_problem',
+    'is_remote', 'resume_checkpoint_in',
     'mmengine_checkpoint_globals', 'mmengine_safe_globals', 'register_mmengine_safe_globals',
 ]

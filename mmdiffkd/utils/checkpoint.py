@@ -34,7 +34,7 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
                                         get_deprecated_model_names, get_external_models,
                                         get_mmcls_models, get_torchvision_models)
 
-from .integrity import CorruptCheckpointError, check_checkpoint
+from .integrity import CorruptCheckpointError, check_checkpoint, check_checkpoint_path
 from .safe_globals import register_mmengine_safe_globals
 
 DEFAULT_REVISE_KEYS = ((r'^module\.', ''), )
@@ -110,11 +110,8 @@ def torch_load_safe(f, map_location='cpu', source=None):
 
 def load_from_local_safe(filename, map_location=None):
     """Local file, ``weights_only=True``."""
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint file {filename!r} does not exist '
-                                '(expected a local .pth file or an http(s):// URL).')
-    return torch_load_safe(filename, map_location=map_location)
+    check_checkpoint_path(filename, 'Checkpoint file')
+    return torch_load_safe(osp.expanduser(filename), map_location=map_location)
 
 
 def load_from_http_safe(filename, map_location=None, model_dir=None):
@@ -218,7 +215,7 @@ def install_safe_loaders():
 def load_checkpoint_file(filename, map_location='cpu'):
     """Load a checkpoint dict from a local path or URL, always with ``weights_only=True``."""
     if not isinstance(filename, str) or not filename:
-        raise TypeError(f'checkpoint must be a non-empty path or URL string, got {filename!r}')
+        raise TypeError(f'checkpoint must be a non-empty path or URL string, got {filename!r}.')
     install_safe_loaders()
     return CheckpointLoader.load_checkpoint(filename, map_location, logger='silent')
 

@@ -1,4 +1,7 @@
-"""Is a checkpoint file complete? Checked before it is unpickled, and which one to resume from.
+"""Is a checkpoint there and complete? Checked before it is unpickled; which one to resume from.
+
+:func:`check_checkpoint_path` is the one check that a checkpoint argument names a local file
+that exists or a URL / MMEngine scheme (:func:`is_remote`, fetched when it is loaded).
 
 ``torch.save`` writes a zip archive whose index (the central directory) is at the end: a file
 cut short by a crash, a full disk or an interrupted copy has no index, and torch then fails
@@ -25,6 +28,22 @@ LAST_CHECKPOINT = 'last_checkpoint'
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint file is truncated, damaged or not a torch file; nothing in it was loaded."""
+
+
+def is_remote(path) -> bool:
+    """A URL or another MMEngine scheme (``https://``, ``open-mmlab://``, ``s3://``, ...), not a
+    local path."""
+    return '://' in str(path)
+
+
+def check_checkpoint_path(filename, what='checkpoint', hint=''):
+    """Raise ``TypeError`` / ``FileNotFoundError`` naming ``what`` unless ``filename`` is a local
+    file that exists or a URL / MMEngine scheme (those are checked when they are fetched)."""
+    if not isinstance(filename, str) or not filename:
+        raise TypeError(f'{what} must be a path or URL string, got {filename!r}.')
+    if not is_remote(filename) and not osp.isfile(osp.expanduser(filename)):
+        raise FileNotFoundError(f'{what} {filename!r} does not exist ' + (
+            hint or '(expected a local .pth file or an http(s):// URL).'))
 
 
 def _impostor(head):
@@ -136,7 +155,7 @@ def resume_checkpoint_in(work_dir):
         return None
     with open(pointer, encoding='utf-8') as f:
         named = f.read().strip()
-    if named and '://' in named:
+    if named and is_remote(named):
         return named  # an object store: its uploads are all-or-nothing
     if named:
         problem = checkpoint_problem(named)

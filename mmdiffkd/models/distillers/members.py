@@ -1,16 +1,16 @@
 """The distiller's student and teacher, built from their specs (see :mod:`mmdiffkd.utils.builder`).
 
-:func:`build_member` builds the student or the teacher from a model dict or ``config=`` spec;
-:func:`load_weights` loads a checkpoint into it, strictly and with ``weights_only=True``.
+:func:`build_member` builds the student or the teacher from a model dict or ``config=`` spec and
+checks that its checkpoint is there; the distiller loads it with
+:func:`mmdiffkd.utils.load_checkpoint_safe` (strict, ``weights_only=True``).
 """
 import copy
-import os.path as osp
 
 import torch.nn as nn
 from mmengine.model import BaseModel
 
 from mmdiffkd.utils.builder import build_model_in_scope, infer_scope, load_model_spec
-from mmdiffkd.utils.checkpoint import load_checkpoint_safe
+from mmdiffkd.utils.integrity import check_checkpoint_path
 
 
 def with_default_preprocessor(spec, data_preprocessor):
@@ -49,7 +49,7 @@ def build_member(spec, role):
                          'teacher=dict(config=..., checkpoint="path/or/url.pth"); for a smoke '
                          'test only, checkpoint=None with allow_untrained=True.')
     if checkpoint is not None:
-        check_file(checkpoint, f'{role} checkpoint')
+        check_checkpoint_path(checkpoint, f'{role} checkpoint')
     scope = infer_scope(model_cfg, file_scope, role)
     model = build_model_in_scope(model_cfg, scope)
     model._mmdiffkd_scope = scope
@@ -57,18 +57,3 @@ def build_member(spec, role):
         raise TypeError(f'{role} must build an MMEngine BaseModel (a detector, segmentor or '
                         f'classifier), got {type(model).__name__}.')
     return model, checkpoint
-
-
-def check_file(filename, role):
-    """A local file that exists, or a URL; else an error naming ``role``."""
-    if not isinstance(filename, str):
-        raise TypeError(f'{role} must be a path or URL string, got {type(filename).__name__}.')
-    if '://' not in filename and not osp.isfile(osp.expanduser(filename)):
-        raise FileNotFoundError(f'{role} {filename!r} does not exist (expected a local .pth '
-                                'file or an http(s):// URL).')
-
-
-def load_weights(model, filename, role):
-    """Load ``filename`` into ``model`` with ``torch.load(weights_only=True)``, strictly."""
-    check_file(filename, f'{role} checkpoint')
-    return load_checkpoint_safe(model, filename, map_location='cpu', strict=True)
