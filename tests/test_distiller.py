@@ -11,10 +11,11 @@ import torch
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS as ROOT_MODELS
+from helpers import count_hooks
 from tiny_models import save_weights, toy_batch, toy_model
 
 import mmdiffkd.models  # noqa: F401  (registers losses and the distiller)
-from mmdiffkd.models.distillers import Distiller, count_hooks
+from mmdiffkd.models.distillers import Distiller
 from mmdiffkd.registry import MODELS
 
 

@@ -4,9 +4,9 @@ import gc
 import pytest
 import torch
 import torch.nn as nn
+from helpers import count_hooks
 
-from mmdiffkd.models.distillers.recorders import (RecorderSet, StopForward, count_hooks,
-                                                  resolve_module, select)
+from mmdiffkd.models.distillers.recorders import RecorderSet, StopForward, resolve_module, select
 
 
 class Net(nn.Module):

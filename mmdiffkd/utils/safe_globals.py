@@ -17,7 +17,6 @@ Runner (see ``tests/test_checkpoint_safety.py``). We allow exactly these, and in
 only returns ``HistoryBuffer``'s registered statistics methods.
 """
 import pickle
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -96,10 +95,3 @@ def register_mmengine_safe_globals():
     if not _REGISTERED:
         torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
         _REGISTERED = True
-
-
-@contextmanager
-def mmengine_safe_globals():
-    """Context manager form, for code that must not change the process-wide allow-list."""
-    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-        yield

@@ -13,7 +13,6 @@ import difflib
 from contextlib import contextmanager
 
 import torch
-import torch.nn as nn
 
 SOURCES = ('output', 'input')
 
@@ -216,8 +215,3 @@ class RecorderSet:
     @property
     def num_hooks(self):
         return len(self._handles)
-
-
-def count_hooks(model: nn.Module):
-    """Number of forward (pre-)hooks on ``model`` and its submodules (for tests and debugging)."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
