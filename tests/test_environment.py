@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from helpers import REPO
 
 import mmdiffkd
 from mmdiffkd import env_check
@@ -83,11 +84,12 @@ def test_version_check_detects_mmcv_without_ops():
 
 
 def test_tools_and_ci_run_strict():
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    with open(osp.join(repo, 'tools', 'run_tests.sh')) as f:
+    with open(osp.join(REPO, 'tools', 'run_tests.sh')) as f:
         assert 'export MMDIFFKD_STRICT_ENV=1' in f.read()
-    with open(osp.join(repo, '.ci', 'run')) as f:
+    with open(osp.join(REPO, '.ci', 'run')) as f:
         assert 'tools/run_tests.sh' in f.read()
+    with open(osp.join(REPO, 'tools', 'setup.sh')) as f:  # its checks fail on a mismatch
+        assert f.read().count('MMDIFFKD_STRICT_ENV=1 "$VENV/bin/python"') == 2
 
 
 # A fresh interpreter imports the whole package with a mismatched mmdet (a fake installed
@@ -112,9 +114,8 @@ def test_mismatched_version_warns_and_imports_and_loaders_are_installed_once(tmp
     info = tmp_path / 'mmdet-2.28.2.dist-info'
     info.mkdir()
     (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: mmdet\nVersion: 2.28.2\n')
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != env_check.STRICT_VARIABLE}
-    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), repo]), OMP_NUM_THREADS='1')
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]), OMP_NUM_THREADS='1')
     proc = subprocess.run([sys.executable, '-c', IMPORT_PROBE], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,7 @@
 ``ToyClassifier`` needs only torch + MMEngine: a two-stage conv net with a linear head, the
 same ``forward(inputs, data_samples, mode)`` contract as mmdet / mmseg / mmpretrain models.
 It is registered in MMEngine's root registry (scope ``mmengine``), so the distiller finds it
-by searching the known scopes. Real task models live in ``tests/configs/``.
+by searching the known scopes. Real task models live in ``tests/data/configs/``.
 """
 import os
 
@@ -14,7 +14,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.structures import BaseDataElement
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'data', 'configs')
 
 
 @ROOT_MODELS.register_module(force=True)
@@ -71,6 +71,13 @@ def toy_batch(n=2, size=16, num_classes=4, seed=0):
 def save_weights(model, path):
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return path
+
+
+def toy_teacher_checkpoint(path, width=16, seed=1):
+    """A ToyClassifier of ``width`` with weights drawn after ``torch.manual_seed(seed)``, saved
+    to ``path`` (the global RNG is left seeded, as the tests built on it expect)."""
+    torch.manual_seed(seed)
+    return save_weights(ROOT_MODELS.build(toy_model(width)), str(path))
 
 
 class ToyDataset(torch.utils.data.Dataset):

@@ -12,9 +12,9 @@ writes a little more than that, all of it in ``checkpoint['message_hub']``:
   ``builtins.getattr(HistoryBuffer, 'min')``.
 
 Found with ``torch.serialization.get_unsafe_globals_in_checkpoint`` on checkpoints written by the
-Runner (see ``tests/test_checkpoint_safety.py``). We allow exactly these, and instead of the real
-``getattr`` (which would let a pickle read any attribute of any allowed object) a stand-in that
-only returns ``HistoryBuffer``'s registered statistics methods.
+Runner (see ``tests/utils/test_checkpoint_safety.py``). We allow exactly these, and instead of
+the real ``getattr`` (which would let a pickle read any attribute of any allowed object) a
+stand-in that only returns ``HistoryBuffer``'s registered statistics methods.
 """
 import pickle
 

@@ -6,8 +6,10 @@ per FPN level) and an ``index`` into tuple / list / dict outputs (an FPN level, 
 
 Paths are checked when the recorder is built: a wrong one is an error that lists the closest
 real paths. Hooks only store tensors while a :meth:`RecorderSet.recording` block is open, so
-validation forwards cost nothing, and the store is emptied when the block closes, so records
-never grow over a long run.
+validation forwards cost nothing. A block starts by emptying the store; what it recorded stays
+readable after it closes, until the next block or :meth:`RecorderSet.clear` (the distiller
+clears both sets at the end of every step, also when a loss raises), so records never grow over
+a long run.
 """
 import difflib
 from contextlib import contextmanager
