@@ -42,8 +42,7 @@ FEATURES = {
 def build_variants(task, tmpdir):
     import tiny_models
     from mmdiffkd.models.distillers import Distiller
-    from mmdiffkd.models.distillers.builder import (build_model_in_scope, infer_scope,
-                                                    load_model_spec)
+    from mmdiffkd.utils.builder import build_model_in_scope, infer_scope, load_model_spec
     cfg_path, make_data, _, _ = tiny_models.TASKS[task]
     cfg = Config.fromfile(os.path.join(tiny_models.CONFIG_DIR, cfg_path))
     ckpt = tiny_models.teacher_checkpoint(cfg, os.path.join(tmpdir, f'{task}_teacher.pth'))

@@ -13,8 +13,8 @@ recorded; the curve is printed with the growth after ``--warmup`` iterations and
 flat curve after the warm-up means nothing accumulates per step (graphs kept alive by a
 recorder, log history, checkpoint buffers ...). Run it as its own process: in a process that
 already freed much memory, new allocations reuse resident pages and a leak hides.
-``tests/test_soak.py`` runs a shorter version with a tolerance, and a control that leaks on
-purpose (``--leak-kb``), each in a fresh process.
+``tests/benchmarks/test_soak.py`` runs a shorter version with a tolerance, and a control that
+leaks on purpose (``--leak-kb``), each in a fresh process.
 """
 import argparse
 import json

@@ -15,7 +15,7 @@ def _child(parent, name, locations=()):
 
 
 _MODELS = ['mmdiffkd.models']
-_ENGINE = ['mmdiffkd.engine', 'mmdiffkd.models']
+_ENGINE = ['mmdiffkd.engine']
 _DATA = ['mmdiffkd.datasets']
 
 RUNNERS = _child(root.RUNNERS, 'runner')
@@ -30,7 +30,7 @@ MODELS = _child(root.MODELS, 'model', _MODELS)
 MODEL_WRAPPERS = _child(root.MODEL_WRAPPERS, 'model_wrapper', _ENGINE)
 WEIGHT_INITIALIZERS = _child(root.WEIGHT_INITIALIZERS, 'weight initializer')
 OPTIMIZERS = _child(root.OPTIMIZERS, 'optimizer')
-OPTIM_WRAPPERS = _child(root.OPTIM_WRAPPERS, 'optim_wrapper')
+OPTIM_WRAPPERS = _child(root.OPTIM_WRAPPERS, 'optim_wrapper', _ENGINE)
 OPTIM_WRAPPER_CONSTRUCTORS = _child(root.OPTIM_WRAPPER_CONSTRUCTORS,
                                     'optimizer wrapper constructor', _ENGINE)
 PARAM_SCHEDULERS = _child(root.PARAM_SCHEDULERS, 'parameter scheduler')

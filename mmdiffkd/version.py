@@ -12,7 +12,8 @@ TESTED_WITH = {
     'mmpretrain': '1.2.0',
 }
 
-# Accepted ranges [low, high): outside them mmdiffkd refuses to import.
+# Accepted ranges [low, high): outside them importing mmdiffkd warns (env_check.py), and
+# refuses with MMDIFFKD_STRICT_ENV=1 (as CI runs).
 SUPPORTED = {
     'mmcv': ('2.0.0', '2.2.0'),
     'mmengine': ('0.10.0', '1.0.0'),

@@ -16,6 +16,7 @@ import pytest
 import torch
 from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
+from tiny_models import toy_teacher_checkpoint
 
 torch.set_num_threads(1)
 
@@ -41,3 +42,10 @@ def _drop_module_scopes():
 def _drop_test_scopes():
     with _restored_mmengine_instances():
         yield
+
+
+@pytest.fixture
+def teacher_ckpt(tmp_path):
+    """A toy teacher checkpoint (``ToyClassifier`` width 16, seed 1) in the test's tmp dir; a
+    test file may shadow it with its own (a task model's teacher)."""
+    return toy_teacher_checkpoint(tmp_path / 'teacher.pth')

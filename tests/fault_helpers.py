@@ -9,6 +9,7 @@ import textwrap
 
 import torch
 import torch.nn.functional as F
+from helpers import write_experiment
 from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.registry import HOOKS as ROOT_HOOKS
@@ -65,9 +66,8 @@ custom_hooks = [dict(type='mmdiffkd.StepSeedHook'), dict(type='PadCheckpointHook
 
 
 def write_diffkd_experiment(directory, max_iters=8, pad_mb=32):
-    """tests/test_tools.py's toy experiment with DiffKD + MSE, AdamW, a checkpoint every
-    iteration (two kept) padded to ``pad_mb`` MiB; returns the config path."""
-    from test_tools import write_experiment
+    """``helpers.write_experiment``'s toy experiment with DiffKD + MSE, AdamW, a checkpoint
+    every iteration (two kept) padded to ``pad_mb`` MiB; returns the config path."""
     write_experiment(directory)
     path = osp.join(str(directory), 'toy_diffkd.py')
     with open(path, 'w') as f:

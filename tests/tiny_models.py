@@ -3,9 +3,8 @@
 ``ToyClassifier`` needs only torch + MMEngine: a two-stage conv net with a linear head, the
 same ``forward(inputs, data_samples, mode)`` contract as mmdet / mmseg / mmpretrain models.
 It is registered in MMEngine's root registry (scope ``mmengine``), so the distiller finds it
-by searching the known scopes. Real task models live in ``tests/configs/``.
+by searching the known scopes. Real task models live in ``tests/data/configs/``.
 """
-import importlib.util
 import os
 
 import torch
@@ -15,10 +14,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.structures import BaseDataElement
 
-if importlib.util.find_spec('mmcv') is None:  # torch + MMEngine only: the toy tests still run
-    os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
-
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'configs')
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), 'data', 'configs')
 
 
 @ROOT_MODELS.register_module(force=True)
@@ -75,6 +71,13 @@ def toy_batch(n=2, size=16, num_classes=4, seed=0):
 def save_weights(model, path):
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
     return path
+
+
+def toy_teacher_checkpoint(path, width=16, seed=1):
+    """A ToyClassifier of ``width`` with weights drawn after ``torch.manual_seed(seed)``, saved
+    to ``path`` (the global RNG is left seeded, as the tests built on it expect)."""
+    torch.manual_seed(seed)
+    return save_weights(ROOT_MODELS.build(toy_model(width)), str(path))
 
 
 class ToyDataset(torch.utils.data.Dataset):
@@ -230,7 +233,7 @@ def tiny_mmdet_model(path, width, head_overrides=None):
 
     from mmengine.config import Config
 
-    from mmdiffkd.models.distillers.builder import resolve_config_path
+    from mmdiffkd.utils.builder import resolve_config_path
     model = copy.deepcopy(Config.fromfile(resolve_config_path(f'mmdet::{path}')).model)
     base = 16 * width
     model.backbone.update(depth=18, base_channels=base, init_cfg=None, frozen_stages=-1,
@@ -255,8 +258,7 @@ def unscoped(value):
 def teacher_checkpoint(distill_cfg, path, seed=1):
     """Build the teacher of ``distill_cfg`` with seeded random weights and save it (a stand-in
     for a trained teacher: no weights are downloaded in tests)."""
-    from mmdiffkd.models.distillers.builder import (build_model_in_scope, infer_scope,
-                                                    load_model_spec)
+    from mmdiffkd.utils.builder import build_model_in_scope, infer_scope, load_model_spec
     model_cfg, scope, _ = load_model_spec(distill_cfg.model.teacher, 'teacher')
     torch.manual_seed(seed)
     model = build_model_in_scope(model_cfg, infer_scope(model_cfg, scope, 'teacher'))

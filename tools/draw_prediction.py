@@ -20,20 +20,17 @@ import os.path as osp
 import sys
 import uuid
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdiffkd  # noqa: E402,F401
-import mmdiffkd.engine  # noqa: E402,F401  (safe checkpoint loaders for init_detector / init_model)
-from mmdiffkd.engine.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
-                                        extract_state_dict, load_checkpoint_file,
-                                        mismatch_message)
+from mmdiffkd import install_safe_loaders  # noqa: E402
+from mmdiffkd.utils.checkpoint import (CheckpointMismatchError, compare_state_dict,  # noqa: E402
+                                       extract_state_dict, load_checkpoint_file,
+                                       mismatch_message)
+from mmdiffkd.utils.integrity import check_checkpoint_path  # noqa: E402
 
 TASKS = ('mmdet', 'mmseg')
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
-
-
-def _is_url(path):
-    return isinstance(path, str) and path.startswith(('http://', 'https://'))
 
 
 def load_config(config):
@@ -57,9 +54,8 @@ def load_config(config):
 
 def check_checkpoint(checkpoint):
     """The exported weights (state dict), or a clear error for a file that is not one."""
-    if not _is_url(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist (expected the .pth '
-                                'written by tools/export_student.py, or an http(s):// URL).')
+    check_checkpoint_path(checkpoint, 'checkpoint', hint='(expected the .pth written by '
+                          'tools/export_student.py, or an http(s):// URL).')
     state_dict = extract_state_dict(load_checkpoint_file(checkpoint), checkpoint)
     if any(k.startswith('student.') for k in state_dict):
         raise ValueError(f'checkpoint {checkpoint!r} is a distiller checkpoint (its weights are '
@@ -159,6 +155,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    install_safe_loaders()  # init_detector / init_model load through MMEngine's loaders
     args = parse_args(argv)
     _, _, summary = draw_prediction(args.config, args.checkpoint, args.image, args.out_file,
                                     device=args.device, score_thr=args.score_thr,

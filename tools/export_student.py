@@ -12,10 +12,10 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdiffkd  # noqa: E402,F401
-import mmdiffkd.engine  # noqa: E402,F401
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.engine.export import export_student  # noqa: E402
 
 
@@ -30,6 +30,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    install_safe_loaders()
     args = parse_args(argv)
     final = export_student(args.in_file, args.out_file, config=args.config,
                            hash_suffix=not args.no_hash)

@@ -10,8 +10,7 @@ import argparse
 import os
 import sys
 
-# Only numpy / scipy / scikit-image / pycocotools are needed: skip mmdiffkd's mmcv check.
-os.environ.setdefault('MMDIFFKD_SKIP_VERSION_CHECK', '1')
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmdiffkd.datasets.scenes import (DEFAULT_TEXTURES, FASHION_MNIST_ROOT,  # noqa: E402

@@ -14,10 +14,12 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+from mmengine.runner import Runner
 
-import mmdiffkd  # noqa: E402,F401  (version check, safe checkpoint loading)
-import mmdiffkd.models  # noqa: E402,F401  (Distiller and losses)
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.engine.diffkd_pretrain import (pretrain_diffkd,  # noqa: E402
                                              save_distill_losses)
 from mmdiffkd.engine.launch import add_common_args, load_config  # noqa: E402
@@ -45,8 +47,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    install_safe_loaders()
     args = parse_args(argv)
-    from mmengine.runner import Runner
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     if cfg.model.get('type') not in ('mmdiffkd.Distiller', 'Distiller'):
         raise SystemExit(f'{args.config}: model.type is {cfg.model.get("type")!r}; pre-training '

@@ -17,14 +17,13 @@ import os.path as osp
 import sys
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, REPO)
 
-import mmdiffkd  # noqa: E402,F401
-import mmdiffkd.engine  # noqa: E402,F401
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.engine import CheckpointMismatchError  # noqa: E402
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.engine.metafile import dump_yaml  # noqa: E402
 from mmdiffkd.engine.publish import PublishError, publish  # noqa: E402
+from mmdiffkd.utils import CheckpointMismatchError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -59,6 +58,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    install_safe_loaders()
     args = parse_args(argv)
     result = publish(
         args.work_dir, args.out, repo=REPO, checkpoint=args.checkpoint, config=args.config,

@@ -40,9 +40,10 @@ if [ ! -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
-# Fast path: everything done before with the same requirements.
+# Fast path: everything done before with the same requirements (strict: a version mismatch, which
+# `import mmdiffkd` otherwise only warns about, fails the check).
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_value)" ] \
-        && "$VENV/bin/python" -c 'import mmdiffkd, mmcv.ops' 2>/dev/null; then
+        && MMDIFFKD_STRICT_ENV=1 "$VENV/bin/python" -c 'import mmdiffkd, mmcv.ops' 2>/dev/null; then
     log "environment up to date ($VENV)"
     exit 0
 fi
@@ -96,7 +97,7 @@ pipq install -q -r "$CACHE/mminstall-nommcv.txt" -r "$ROOT/requirements/runtime.
     -r "$ROOT/requirements/tests.txt" "numpy<2" "setuptools<81"
 pipq install -q --no-deps --no-build-isolation -e "$ROOT"
 
-"$VENV/bin/python" - <<'EOF'
+MMDIFFKD_STRICT_ENV=1 "$VENV/bin/python" - <<'EOF'
 import mmcv, mmcv.ops, mmengine, mmdet, mmseg, mmpretrain, torch
 import mmdiffkd
 print(f'[setup] ok: torch {torch.__version__}, mmcv {mmcv.__version__} (ops), '

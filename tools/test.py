@@ -14,14 +14,14 @@ import sys
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdiffkd  # noqa: E402,F401
-import mmdiffkd.engine  # noqa: E402,F401
-import mmdiffkd.models  # noqa: E402,F401
-from mmdiffkd.engine import extract_state_dict, load_checkpoint_file  # noqa: E402
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
                                     parse_common_args, prepare_launch)
+from mmdiffkd.utils import (check_checkpoint_path, extract_state_dict,  # noqa: E402
+                            load_checkpoint_file)
 
 # visualization hook -> (switch, output dir argument) in mmdet / mmseg / mmpretrain
 VIS_HOOKS = {
@@ -88,8 +88,7 @@ def check_checkpoint_kind(cfg, checkpoint):
 
 def build_cfg(args):
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
+    check_checkpoint_path(args.checkpoint, 'Checkpoint')
     check_checkpoint_kind(cfg, args.checkpoint)
     cfg.load_from = args.checkpoint
     cfg.resume = False
@@ -113,6 +112,7 @@ def build_cfg(args):
 
 
 def main(argv=None):
+    install_safe_loaders()
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -9,8 +9,9 @@
 names, after checking it is complete. Checkpoints are written atomically
 (``mmdiffkd.AtomicCheckpointHook``) and a NaN / inf loss stops training, or skips the step,
 naming the loss (``mmdiffkd.NonFiniteLossHook``); see docs/tools.md, "What survives a fault".
-Importing mmdiffkd registers its models, losses and hooks, and makes every checkpoint load use
-``torch.load(weights_only=True)`` with the allow-list MMEngine's own checkpoints need.
+Every checkpoint load uses ``torch.load(weights_only=True)`` with the allow-list MMEngine's own
+checkpoints need (``mmdiffkd.install_safe_loaders``); mmdiffkd's models, losses and hooks
+register when the config names them.
 """
 import argparse
 import os.path as osp
@@ -20,16 +21,16 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout, uninstalled
+# A checkout's tools use its own package, installed or not (dist_train.sh sets PYTHONPATH alike).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import mmdiffkd  # noqa: E402,F401  (version check)
-import mmdiffkd.engine  # noqa: E402  (safe checkpoint loading, hooks, CPU DDP wrapper)
-import mmdiffkd.models  # noqa: E402,F401  (Distiller and losses)
-from mmdiffkd.engine.integrity import check_checkpoint, resume_checkpoint_in  # noqa: E402
+from mmdiffkd import install_safe_loaders  # noqa: E402
 from mmdiffkd.engine.launch import (add_common_args, load_config,  # noqa: E402
                                     parse_common_args, prepare_launch, setup_amp,
                                     use_safe_training)
 from mmdiffkd.engine.nonfinite import ACTIONS  # noqa: E402
+from mmdiffkd.utils.integrity import (check_checkpoint, check_checkpoint_path,  # noqa: E402
+                                      is_remote, resume_checkpoint_in)
 
 
 def parse_args(argv=None):
@@ -59,10 +60,8 @@ def build_cfg(args):
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if '://' not in args.resume and not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume!r}: no such checkpoint file (give '
-                                    'a .pth path, or --resume alone for the latest in the '
-                                    'work dir).')
+        check_checkpoint_path(args.resume, '--resume', hint='(give a .pth path, or --resume '
+                              'alone for the latest in the work dir).')
         cfg.resume = True
         cfg.load_from = args.resume
     if cfg.get('resume') and not cfg.get('load_from'):  # --resume alone, or resume=True
@@ -71,17 +70,18 @@ def build_cfg(args):
         if cfg.load_from is not None:
             print_log(f'Resuming from {cfg.load_from} (named by the work dir\'s '
                       'last_checkpoint).', logger='current')
-    if cfg.get('load_from') and '://' not in cfg.load_from:
+    if cfg.get('load_from'):
         what = '--resume' if cfg.get('resume') else 'load_from'
-        if not osp.isfile(cfg.load_from):
-            raise FileNotFoundError(f'{what} {cfg.load_from!r}: no such checkpoint file.')
-        check_checkpoint(cfg.load_from, what=what)
+        check_checkpoint_path(cfg.load_from, what)
+        if not is_remote(cfg.load_from):
+            check_checkpoint(cfg.load_from, what=what)
     use_safe_training(cfg, args.on_nonfinite)
     prepare_launch(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
+    install_safe_loaders()
     args = parse_args(argv)
     cfg = build_cfg(args)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

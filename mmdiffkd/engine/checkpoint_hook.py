@@ -32,15 +32,11 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from mmdiffkd.registry import HOOKS
+from mmdiffkd.utils.checkpoint import load_checkpoint_file
+from mmdiffkd.utils.integrity import LAST_CHECKPOINT, is_remote
 
 from .atomic import (ATOMIC_BACKEND, atomic_write_bytes, atomic_write_text,
                      remove_stale_temporaries, torch_save_bytes)
-from .checkpoint import load_checkpoint_file
-from .integrity import LAST_CHECKPOINT
-
-
-def is_local_path(path):
-    return '://' not in str(path)
 
 
 def publish_last_checkpoint(work_dir, checkpoint_path):
@@ -54,11 +50,11 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_train(self, runner):
         out_dir = self.out_dir if self.out_dir is not None else runner.work_dir
-        self._atomic = (is_local_path(out_dir) and self.backend_args is None
+        self._atomic = (not is_remote(out_dir) and self.backend_args is None
                         and self.file_client_args is None)
         if self._atomic:
             self.backend_args = dict(backend=ATOMIC_BACKEND)
-        elif is_local_path(out_dir):
+        elif not is_remote(out_dir):
             print_log(f'AtomicCheckpointHook: backend_args={self.backend_args} / '
                       f'file_client_args={self.file_client_args} were given, so checkpoints '
                       'are written by that backend, not atomically; last_checkpoint still is.',
@@ -111,7 +107,7 @@ class AtomicCheckpointHook(CheckpointHook):
                       logger='current')
         data = torch_save_bytes({k: v for k, v in checkpoint.items() if k not in dropped})
         final = f'{osp.splitext(ckpt_path)[0]}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
-        if is_local_path(final):
+        if not is_remote(final):
             atomic_write_bytes(final, data)
         else:
             self.file_backend.put(data, final)

@@ -18,6 +18,8 @@ from mmengine.logging import print_log
 
 from mmdiffkd.models.diffkd import DiffKD
 
+from .atomic import atomic_torch_save
+
 
 def diffkd_modules(distiller) -> List[DiffKD]:
     """The distiller's DiffKD modules (each once, also when FPN levels share one)."""
@@ -90,15 +92,6 @@ def save_distill_losses(distiller, path: str, meta: dict) -> str:
     """Write ``distill_losses.state_dict()`` (+ ``meta``) to ``path`` atomically."""
     state = {k: v.detach().cpu() for k, v in distiller.distill_losses.state_dict().items()}
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(dict(state_dict=state, meta=meta), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    atomic_torch_save(dict(state_dict=state, meta=meta), path)
     return path
 

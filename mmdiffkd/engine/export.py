@@ -20,9 +20,13 @@ import os.path as osp
 from collections import OrderedDict
 
 import torch
+from mmengine.config import Config
+
+from mmdiffkd.utils.builder import build_model_in_scope, infer_scope
+from mmdiffkd.utils.checkpoint import (extract_state_dict, load_checkpoint_file,
+                                       load_state_dict_checked)
 
 from .atomic import atomic_write_bytes, torch_save_bytes
-from .checkpoint import extract_state_dict, load_checkpoint_file, load_state_dict_checked
 
 STUDENT_PREFIX = 'student.'
 KEPT_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name', 'mmengine_version',
@@ -51,9 +55,6 @@ def sha256_of(path, chunk=1 << 20):
 
 def build_student_from_config(config):
     """The student model from its own config file (in the config's registry scope)."""
-    from mmengine.config import Config
-
-    from mmdiffkd.models.distillers.builder import build_model_in_scope, infer_scope
     cfg = Config.fromfile(config) if isinstance(config, str) else config
     model_cfg = cfg.model
     scope = infer_scope(model_cfg, cfg.get('default_scope'), 'student')

@@ -19,6 +19,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from .nonfinite import ACTIONS, finite_wrapper_type
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
@@ -167,7 +169,6 @@ def use_safe_training(cfg, on_nonfinite=None):
 
     Returns the config (changed in place).
     """
-    from .nonfinite import ACTIONS, finite_wrapper_type
     if on_nonfinite is not None and on_nonfinite not in ACTIONS:
         raise ValueError(f'on_nonfinite={on_nonfinite!r}; valid: {ACTIONS}.')
     if cfg.get('default_hooks') is None:

@@ -37,8 +37,7 @@ from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from mmdiffkd.registry import HOOKS, OPTIM_WRAPPERS
-
-from .integrity import LAST_CHECKPOINT
+from mmdiffkd.utils.integrity import LAST_CHECKPOINT
 
 ACTIONS = ('stop', 'skip')
 

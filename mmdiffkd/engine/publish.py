@@ -26,8 +26,11 @@ import shutil
 import tempfile
 
 import torch
+from mmengine.config import Config
 
-from .checkpoint import CheckpointMismatchError
+from mmdiffkd.utils.builder import infer_scope, load_model_spec
+from mmdiffkd.utils.checkpoint import CheckpointMismatchError
+
 from .export import export_student, sha256_of
 from .metafile import (TASKS, dump_yaml, fsync_dir, load_index, metafile_with_model,
                        metric_name, metric_value, write_atomic)
@@ -197,7 +200,6 @@ def find_training_config(name, repo):
 def student_own_config(config):
     """The first config in ``config``'s ``_base_`` chain whose model is not a distiller: the
     student's own experiment (a local path or ``pkg::...``), or None."""
-    from mmengine.config import Config
     todo = [config]
     while todo:
         current = todo.pop(0)
@@ -214,16 +216,10 @@ def student_own_config(config):
     return None
 
 
-def model_scope(model_cfg, default_scope, role):
-    from mmdiffkd.models.distillers.builder import infer_scope
-    return infer_scope(model_cfg, default_scope, role)
-
-
 def student_config_dict(cfg):
     """The standalone config dict of the student of distillation config ``cfg`` (or of a plain
     run): the distiller's ``model`` replaced by the student's model dict in its own scope,
     without the teacher's top-level variables, distillation hooks and ``work_dir``."""
-    from mmdiffkd.models.distillers.builder import load_model_spec
     data = cfg.to_dict()
     data.pop('work_dir', None)
     if data.get('load_from') is not None:
@@ -236,7 +232,7 @@ def student_config_dict(cfg):
         data['custom_hooks'] = hooks
     model = data['model']
     if not is_distiller(model):
-        return data, model_scope(model, data.get('default_scope'), 'model')
+        return data, infer_scope(model, data.get('default_scope'), 'model')
     student, file_scope, _ = load_model_spec(model['student'], 'student')
     student = student.to_dict() if hasattr(student, 'to_dict') else dict(student)
     preprocessor = model.get('data_preprocessor')
@@ -251,7 +247,7 @@ def student_config_dict(cfg):
     for key in [k for k, v in data.items()
                 if k.startswith('teacher') or (isinstance(v, str) and v in teacher_strings)]:
         data.pop(key)
-    scope = model_scope(student, file_scope or data.get('default_scope'), 'student')
+    scope = infer_scope(student, file_scope or data.get('default_scope'), 'student')
     data['model'] = student
     if scope:
         data['default_scope'] = scope
@@ -372,7 +368,6 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
             omitted (its ``GPU number``).
         overwrite (bool): replace an existing release folder and metafile entry of this name.
     """
-    from mmengine.config import Config
     run = find_run(work_dir)
     checkpoint = find_checkpoint(work_dir, checkpoint)
     run_config, dumped = find_dumped_config(work_dir, run)

@@ -19,7 +19,8 @@ from torch.utils.checkpoint import checkpoint
 
 from mmdiffkd.registry import MODELS
 
-from ..losses._utils import token_grid
+from ..losses._utils import flatten_logits, softmax_kl, token_grid
+from ..losses._utils import upcast as _float
 from ..losses.base import DistillLoss, LossParts
 from .autoencoder import LinearAutoEncoder
 from .layers import BatchNorm2d, frozen_running_stats, pointwise
@@ -29,11 +30,6 @@ from .scheduler import DDIMScheduler
 
 WARMUPS = ('linear', 'step')
 _LAYOUTS = {2: '(B, C) logits', 3: '(B, N, C) tokens', 4: '(B, C, H, W) feature maps'}
-
-
-def _float(x: Tensor) -> Tensor:
-    """Losses are computed in at least float32 (autocast hands us half / bfloat16)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def _noise_like(x: Tensor, noise: Optional[Tensor], generator, name: str, what: str) -> Tensor:
@@ -324,11 +320,7 @@ class DiffKD(DistillLoss):
         if self.distill_loss == 'mse':
             return F.mse_loss(refined, target)
         # KL(softmax(t / tau) || softmax(s / tau)) * tau^2 over channels, mean over B*H*W
-        c = refined.shape[1]
-        s = refined.permute(0, 2, 3, 1).reshape(-1, c) / self.tau
-        t = target.permute(0, 2, 3, 1).reshape(-1, c) / self.tau
-        kl = F.kl_div(F.log_softmax(s, dim=1), F.softmax(t, dim=1), reduction='batchmean')
-        return kl * self.tau ** 2
+        return softmax_kl(flatten_logits(refined), flatten_logits(target), self.tau)
 
     def distill_factor(self, iteration: Optional[int] = None) -> float:
         """The warm-up factor of the distillation term at ``iteration`` (default: the runner's).
@@ -373,7 +365,7 @@ class DiffKD(DistillLoss):
                           f'paper distils logits with kernel_size=1 (1x1 nets, KL loss).')
         hw = self._check_hw(token_hw) or self.token_hw
         s = self._to_map(student, 'student', hw, teacher)
-        t = self._to_map(teacher, 'teacher', hw, student).detach()
+        t = self._to_map(teacher, 'teacher', hw, student)  # detached by DistillLoss
         self._check_inputs(s, t, student, teacher)
 
         factor = self.distill_factor(iteration)

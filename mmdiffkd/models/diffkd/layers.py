@@ -10,8 +10,8 @@ from torch import Tensor
 # normalises each sample over its channels and positions instead (see BatchNorm2d). With two
 # values per channel a batch-statistics BatchNorm outputs +-1 whatever the input and its input
 # gradient grows like 1 / |x1 - x2|: DiffKD on batch-2 logits, or on a 1x1 FPN level at batch 2,
-# diverged within a few SGD steps (tests/test_diffkd_tiny_batches.py). The authors' reference
-# cases have at least four values per channel (logits at batch 4) and stay exact.
+# diverged within a few SGD steps (tests/models/diffkd/test_diffkd_tiny_batches.py). The
+# authors' reference cases have at least four values per channel (logits at batch 4), stay exact.
 MIN_BATCH_VALUES = 4
 
 

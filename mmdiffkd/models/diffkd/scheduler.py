@@ -14,10 +14,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float32 for half / bfloat16 samples (the step divides by sqrt(alpha)), else x's dtype."""
-    return torch.promote_types(x.dtype, torch.float32)
+# float32 for half / bfloat16 samples (the step divides by sqrt(alpha)), else x's dtype
+from ..losses._utils import compute_dtype as _compute_dtype
 
 
 class DDIMScheduler(nn.Module):

@@ -22,9 +22,11 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from mmdiffkd.registry import MODELS
+from mmdiffkd.utils.checkpoint import install_safe_loaders, load_checkpoint_safe
+from mmdiffkd.utils.integrity import check_checkpoint_path
 
 from . import renorm
-from .builder import build_member, check_file, load_weights, with_default_preprocessor
+from .members import build_member, with_default_preprocessor
 from .declaration import parse_declarations
 from .dry_run import check_dry_run_cfg, dry_forward, fake_batch, input_channels
 from .plan import build_losses
@@ -85,6 +87,7 @@ class Distiller(BaseModel):
                  init_distill_losses=None,
                  data_preprocessor=None,
                  init_cfg=None):
+        install_safe_loaders()  # MMEngine's own loads (init_cfg, load_from) stay weights_only
         student = with_default_preprocessor(student, data_preprocessor)
         student_model, student_ckpt = build_member(student, 'student')
         teacher_model, teacher_ckpt = build_member(teacher, 'teacher')
@@ -99,10 +102,10 @@ class Distiller(BaseModel):
         self.stop_teacher_early = stop_teacher_early
         self.dry_run_cfg = check_dry_run_cfg(dry_run)
         if init_distill_losses is not None:
-            check_file(init_distill_losses, 'init_distill_losses checkpoint')
+            check_checkpoint_path(init_distill_losses, 'init_distill_losses checkpoint')
         self.init_distill_losses = init_distill_losses
         if teacher_ckpt is not None:
-            load_weights(teacher_model, teacher_ckpt, 'teacher')
+            load_checkpoint_safe(teacher_model, teacher_ckpt)
         teacher_model.eval()
         teacher_model.requires_grad_(False)
         self._teacher_norm = self._teacher_renorm() if renormalize_teacher_inputs else None
@@ -176,9 +179,9 @@ class Distiller(BaseModel):
         """
         super().init_weights()
         if self.student_checkpoint is not None:
-            load_weights(self.student, self.student_checkpoint, 'student')
+            load_checkpoint_safe(self.student, self.student_checkpoint)
         if self.init_distill_losses is not None:
-            load_weights(self.distill_losses, self.init_distill_losses, 'init_distill_losses')
+            load_checkpoint_safe(self.distill_losses, self.init_distill_losses)
 
     def train(self, mode=True):
         super().train(mode)
@@ -218,7 +221,8 @@ class Distiller(BaseModel):
 
         Returns ``(student_losses, pairs)``: the student's task losses and one
         :class:`DistillPair` per loss entry, holding the records exactly as the loss sees them
-        (indexed, transformed, detached teacher, resized). Hooks and tools use it to look at
+        (indexed, transformed, resized; the teacher's, from its ``no_grad`` forward, are
+        constants). Hooks and tools use it to look at
         what is distilled; with ``run_student=False`` only the teacher runs (``student_losses``
         is empty and every ``pair.student`` is None), e.g. to pre-train DiffKD on teacher
         features.
@@ -241,7 +245,7 @@ class Distiller(BaseModel):
                     # as the total.
                     losses['loss_student'] = losses.pop('loss')
             for e in self.entries:
-                t = e.teacher.read(self.teacher_records).detach()
+                t = e.teacher.read(self.teacher_records)
                 s = None
                 if run_student:
                     s, t = e.match(e.student.read(self.student_records), t)

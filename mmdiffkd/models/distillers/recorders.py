@@ -6,14 +6,15 @@ per FPN level) and an ``index`` into tuple / list / dict outputs (an FPN level, 
 
 Paths are checked when the recorder is built: a wrong one is an error that lists the closest
 real paths. Hooks only store tensors while a :meth:`RecorderSet.recording` block is open, so
-validation forwards cost nothing, and the store is emptied when the block closes, so records
-never grow over a long run.
+validation forwards cost nothing. A block starts by emptying the store; what it recorded stays
+readable after it closes, until the next block or :meth:`RecorderSet.clear` (the distiller
+clears both sets at the end of every step, also when a loss raises), so records never grow over
+a long run.
 """
 import difflib
 from contextlib import contextmanager
 
 import torch
-import torch.nn as nn
 
 SOURCES = ('output', 'input')
 
@@ -216,8 +217,3 @@ class RecorderSet:
     @property
     def num_hooks(self):
         return len(self._handles)
-
-
-def count_hooks(model: nn.Module):
-    """Number of forward (pre-)hooks on ``model`` and its submodules (for tests and debugging)."""
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

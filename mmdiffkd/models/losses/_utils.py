@@ -1,15 +1,51 @@
-"""Helpers shared by the losses: shape checks, labels from data samples, dense flattening."""
+"""Helpers shared by the losses (and DiffKD): the compute dtype, KL divergence of softened
+distributions, shape checks, labels from data samples, dense flattening."""
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype losses (and the DDIM step) compute in: float32 for half / bfloat16 tensors
+    (autocast hands them over), float64 stays float64."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def upcast(*tensors: Tensor):
-    """Half / bfloat16 tensors (AMP) become float32 so softmaxes, variances and sums stay exact."""
-    out = tuple(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in tensors)
+    """Each tensor in :func:`compute_dtype` (half / bfloat16 become float32; no copy otherwise),
+    so softmaxes, variances and sums stay exact. One tensor in, one out."""
+    out = tuple(x.to(compute_dtype(x)) for x in tensors)
     return out if len(out) > 1 else out[0]
+
+
+def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL(p || q) per row, from log-probabilities: ``sum_k p_k (log p_k - log q_k)``."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
+
+
+def softmax_kl(student: Tensor, teacher: Tensor, tau: float) -> Tensor:
+    """Hinton's softened KL of (N, K) rows, averaged over the N rows::
+
+        tau^2 * mean_i KL(softmax(t_i / tau) || softmax(s_i / tau))
+
+    (the ``tau^2`` keeps gradient magnitudes comparable across temperatures). KD uses it on
+    logits, CWD on each channel's spatial map, DiffKD on each position's channels.
+    """
+    log_p_s = F.log_softmax(student / tau, dim=1)
+    log_p_t = F.log_softmax(teacher / tau, dim=1)
+    return kl_rows(log_p_t, log_p_s).mean() * tau ** 2
+
+
+def require_channels(name: str, student_channels: Optional[int],
+                     teacher_channels: Optional[int], condition: str = '') -> None:
+    """A loss with an adapter between widths needs both; the distiller fills them."""
+    if student_channels is None or teacher_channels is None:
+        raise ValueError(f'{name}{condition} needs student_channels and teacher_channels (the '
+                         f'distiller fills them from a dry forward; set them when building it '
+                         f'by hand).')
 
 
 class LinearWarmup:
@@ -65,7 +101,6 @@ class EpochWarmup:
         """min((epoch + 1) / warmup_epochs, 1) for MMEngine's 0-based current train epoch."""
         if not self.warmup_epochs:
             return 1.0
-        from mmengine.logging import MessageHub
         hub = MessageHub.get_current_instance()
         epoch = hub.get_info('epoch')
         name = type(self).__name__

@@ -18,9 +18,9 @@ from torch import Tensor
 from mmdiffkd.registry import MODELS
 
 from ._utils import (EpochWarmup, LinearWarmup, check_channels, check_ndim, flatten_with_labels,
-                     get_labels, upcast)
+                     get_labels, kl_rows, require_channels, upcast)
 from .base import DistillLoss
-from .dkd import binary_and_nontarget, kl_rows
+from .dkd import binary_and_nontarget
 
 HEADS = ('serial', 'parallel', 'none')
 
@@ -100,9 +100,8 @@ class AEKT(EpochWarmup, LinearWarmup, DistillLoss):
             raise ValueError(f'AEKT: tau must be > 0; got {tau}.')
         if max_ratio <= 0:
             raise ValueError(f'AEKT: max_ratio must be > 0; got {max_ratio}.')
-        if head != 'none' and (student_channels is None or teacher_channels is None):
-            raise ValueError(f'AEKT with head={head!r} needs student_channels and '
-                             f'teacher_channels (the distiller fills them from a dry forward).')
+        if head != 'none':
+            require_channels('AEKT', student_channels, teacher_channels, f' with head={head!r}')
         if head == 'serial' and student_channels != teacher_channels:
             raise ValueError(f'AEKT: the serial head maps student logits to teacher logits, so '
                              f'student_channels={student_channels} must equal teacher_channels='
@@ -123,7 +122,7 @@ class AEKT(EpochWarmup, LinearWarmup, DistillLoss):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_ndim('AEKT', 'student', student, (2,))
         check_ndim('AEKT', 'teacher', teacher, (2,))
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         if self.head is not None:
             check_channels('AEKT', 'student', self.student_channels, student)
             check_channels('AEKT', 'teacher', self.teacher_channels, teacher)
@@ -132,7 +131,7 @@ class AEKT(EpochWarmup, LinearWarmup, DistillLoss):
             raise ValueError(f'AEKT: distillation logits {tuple(student.shape)} and teacher '
                              f'logits {tuple(teacher.shape)} must have equal shapes.')
         labels = get_labels('AEKT', data_samples, student)
-        labels, (s, t) = flatten_with_labels('AEKT', labels, None, student, teacher.detach())
+        labels, (s, t) = flatten_with_labels('AEKT', labels, None, student, teacher)
         log_b_s, log_q_s = binary_and_nontarget(s, labels, self.tau)
         log_b_t, log_q_t = binary_and_nontarget(t, labels, self.tau)
         weight = torch.ones_like(log_b_s[:, 0])

@@ -8,6 +8,7 @@ builds the loss from the dry-forward records (it never inspects signatures), the
 """
 from typing import ClassVar, Dict, Mapping, Optional, Tuple
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -70,14 +71,21 @@ class DistillLoss(nn.Module):
       without channel arguments (no adapter), the same width.
 
     ``forward(student, teacher, data_samples=None)`` returns a scalar tensor, a dict of named
-    scalar parts, or :class:`LossParts`. The teacher tensor is a constant (detached). The
-    declaration's ``weight`` is the one loss weight: losses have no ``loss_weight``.
+    scalar parts, or :class:`LossParts`. The teacher tensor is a constant: this class detaches
+    it before every ``forward`` (a forward pre-hook), so no loss detaches it again and a direct
+    call with a teacher that requires grad sends it none. (In the distiller the teacher runs
+    under ``no_grad`` anyway.) The declaration's ``weight`` is the one loss weight: losses have
+    no ``loss_weight``.
     """
 
     takes_channels: ClassVar[bool] = False
     uses_samples: ClassVar[bool] = False
     diagnostics: ClassVar[Tuple[str, ...]] = ()
     record_dims: ClassVar[Tuple[int, ...]] = (2, 3, 4)
+
+    def __init__(self):
+        super().__init__()
+        self.register_forward_pre_hook(_teacher_as_constant, with_kwargs=True)
 
     @classmethod
     def config_from_records(cls, student: Tensor, teacher: Tensor) -> dict:
@@ -111,3 +119,12 @@ class DistillLoss(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None):
         raise NotImplementedError
+
+
+def _teacher_as_constant(module, args, kwargs):
+    """Forward pre-hook of every :class:`DistillLoss`: the teacher argument arrives detached."""
+    if len(args) > 1 and torch.is_tensor(args[1]):
+        return (args[0], args[1].detach()) + tuple(args[2:]), kwargs
+    if torch.is_tensor(kwargs.get('teacher')):
+        return args, dict(kwargs, teacher=kwargs['teacher'].detach())
+    return None

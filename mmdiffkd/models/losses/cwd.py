@@ -3,12 +3,11 @@ ICCV 2021."""
 from typing import Optional
 
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, check_same_shape, upcast
+from ._utils import check_channels, check_ndim, check_same_shape, softmax_kl, upcast
 from .base import DistillLoss
 
 
@@ -50,13 +49,10 @@ class CWD(DistillLoss):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('CWD', 'student', student, (4,))
         check_ndim('CWD', 'teacher', teacher, (4,))
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         if self.adapter is not None:
             check_channels('CWD', 'student', self.student_channels, student)
             student = self.adapter(student)
         check_same_shape('CWD', student, teacher)
-        b, c = student.shape[:2]
-        log_p_s = F.log_softmax(student.reshape(b * c, -1) / self.tau, dim=1)
-        log_p_t = F.log_softmax(teacher.detach().reshape(b * c, -1) / self.tau, dim=1)
-        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
-        return kl.mean() * self.tau ** 2
+        b, c = student.shape[:2]  # one row per (sample, channel): its H*W positions
+        return softmax_kl(student.reshape(b * c, -1), teacher.reshape(b * c, -1), self.tau)

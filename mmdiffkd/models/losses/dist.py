@@ -50,7 +50,7 @@ class DIST(DistillLoss):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DIST', student, teacher)
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         p_s = F.softmax(flatten_logits(student) / self.tau, dim=1)
         p_t = F.softmax(flatten_logits(teacher) / self.tau, dim=1)
         if p_s.shape[0] < 2 and self.gamma != 0:

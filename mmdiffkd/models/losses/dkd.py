@@ -8,7 +8,7 @@ from torch import Tensor
 from mmdiffkd.registry import MODELS
 
 from ._utils import (EpochWarmup, LinearWarmup, check_same_shape, flatten_with_labels,
-                     get_labels, upcast)
+                     get_labels, kl_rows, upcast)
 from .base import DistillLoss
 
 
@@ -31,11 +31,6 @@ def binary_and_nontarget(logits: Tensor, labels: Tensor, tau: float) -> Tuple[Te
     log_odds = z[target] - torch.logsumexp(z_nt, dim=1)
     log_b = torch.stack([F.logsigmoid(log_odds), F.logsigmoid(-log_odds)], dim=1)
     return log_b, F.log_softmax(z_nt, dim=1)
-
-
-def kl_rows(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """KL(p || q) per row, from log-probabilities."""
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
 @MODELS.register_module()
@@ -93,12 +88,12 @@ class DKD(EpochWarmup, LinearWarmup, DistillLoss):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> dict:
         check_same_shape('DKD', student, teacher)
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         # counted even when every pixel is ignored
         factor = self._warmup_factor() * self._epoch_warmup_factor()
         labels = get_labels('DKD', data_samples, student)
         ignore = self.ignore_index if student.dim() == 4 else None
-        labels, (s, t) = flatten_with_labels('DKD', labels, ignore, student, teacher.detach())
+        labels, (s, t) = flatten_with_labels('DKD', labels, ignore, student, teacher)
         if s.shape[1] < 2:
             raise ValueError(f'DKD needs at least 2 classes; got logits {tuple(student.shape)}.')
         if s.shape[0] == 0:  # every pixel ignored

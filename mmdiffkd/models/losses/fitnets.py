@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, upcast
+from ._utils import check_channels, check_ndim, require_channels, upcast
 from .base import DistillLoss
 
 DISTANCES = ('mse', 'normalized_l2')
@@ -51,9 +51,7 @@ class FitNets(DistillLoss):
                  teacher_channels: Optional[int] = None, norm: bool = False,
                  relu: bool = False, distance: str = 'mse'):
         super().__init__()
-        if student_channels is None or teacher_channels is None:
-            raise ValueError('FitNets needs student_channels and teacher_channels (the distiller '
-                             'fills them from a dry forward; set them when building it by hand).')
+        require_channels('FitNets', student_channels, teacher_channels)
         if distance not in DISTANCES:
             raise ValueError(f'FitNets: distance={distance!r} is not one of {DISTANCES}.')
         self.student_channels, self.teacher_channels = student_channels, teacher_channels
@@ -67,7 +65,7 @@ class FitNets(DistillLoss):
         check_ndim('FitNets', 'student', student, (2, 3, 4))
         check_ndim('FitNets', 'teacher', teacher, (2, 3, 4))
         check_channels('FitNets', 'student', self.student_channels, student)
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         if student.dim() == 4:
             hint = F.conv2d(student, self.regressor.weight[:, :, None, None], self.regressor.bias)
         else:

@@ -1,10 +1,9 @@
 """KD: Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531."""
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_same_shape, flatten_logits, upcast
+from ._utils import check_same_shape, flatten_logits, softmax_kl, upcast
 from .base import DistillLoss
 
 
@@ -34,11 +33,6 @@ class KD(DistillLoss):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_same_shape('KD', student, teacher)
-        student, teacher = upcast(student, teacher.detach())
-        s = flatten_logits(student)
-        t = flatten_logits(teacher)
-        log_p_s = F.log_softmax(s / self.tau, dim=1)
-        log_p_t = F.log_softmax(t / self.tau, dim=1)
-        # KL(p_t || p_s) = sum_k p_t,k (log p_t,k - log p_s,k), averaged over samples.
-        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
-        return kl * self.tau ** 2
+        student, teacher = upcast(student, teacher)
+        # KL(p_t || p_s) = sum_k p_t,k (log p_t,k - log p_s,k), averaged over samples, x tau^2
+        return softmax_kl(flatten_logits(student), flatten_logits(teacher), self.tau)

@@ -19,4 +19,4 @@ class MSE(DistillLoss):
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_same_shape('MSE', student, teacher)
-        return F.mse_loss(*upcast(student, teacher.detach()))
+        return F.mse_loss(*upcast(student, teacher))

@@ -31,11 +31,10 @@ class PKD(DistillLoss):
     magnitude of either feature and keeps only its pattern. The identity is exact because the
     standard deviation is the population one (MMRazor's PKDLoss uses the unbiased one, which
     scales the loss by (n-1)/n). Channels must match (FPN levels share one width; use FitNets or
-    VkD to change width).
+    VkD to change width). Maps of different grids are reconciled by the declaration's
+    ``resize='student'`` (bilinear, MMRazor's PKD default) or ``resize='teacher'``.
 
     Args:
-        resize_student (bool): when grids differ, resize the student map to the teacher's
-            (bilinear), else the teacher map to the student's. Default True (MMRazor's default).
         eps (float): added to the standard deviation. Default 1e-6.
 
     Declaration weight: 6 per FPN level in MMRazor's PKD configs (``configs/distill/mmdet/pkd``).
@@ -43,33 +42,19 @@ class PKD(DistillLoss):
 
     record_dims = (4,)
 
-    @classmethod
-    def check_records(cls, student, teacher, cfg):
-        """Maps of the same batch and width; grids may differ (the loss resizes one side)."""
-        cls.check_dims(student, teacher)
-        if student.shape[:2] != teacher.shape[:2]:
-            raise ValueError(f'PKD needs the same batch and channels on both sides (it has no '
-                             f'adapter); got student {tuple(student.shape)} and teacher '
-                             f'{tuple(teacher.shape)}.')
-
-    def __init__(self, resize_student: bool = True, eps: float = 1e-6):
+    def __init__(self, eps: float = 1e-6):
         super().__init__()
-        self.resize_student, self.eps = resize_student, eps
+        self.eps = eps
 
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('PKD', 'student', student, (4,))
         check_ndim('PKD', 'teacher', teacher, (4,))
-        if student.shape[:2] != teacher.shape[:2]:
+        if student.shape != teacher.shape:
             raise ValueError(f'PKD: student {tuple(student.shape)} and teacher '
-                             f'{tuple(teacher.shape)} must share batch and channels.')
-        student, teacher = upcast(student, teacher.detach())
-        if student.shape[-2:] != teacher.shape[-2:]:
-            if self.resize_student:
-                student = F.interpolate(student, size=teacher.shape[-2:], mode='bilinear',
-                                        align_corners=False)
-            else:
-                teacher = F.interpolate(teacher, size=student.shape[-2:], mode='bilinear',
-                                        align_corners=False)
+                             f'{tuple(teacher.shape)} must have the same shape (PKD has no '
+                             f'adapter between widths; maps of different grids: declare '
+                             f'resize="student" or resize="teacher").')
+        student, teacher = upcast(student, teacher)
         s = standardize_channels(student, self.eps)
         t = standardize_channels(teacher, self.eps)
         return F.mse_loss(s, t) / 2

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, upcast
+from ._utils import check_channels, check_ndim, require_channels, upcast
 from .base import DistillLoss
 
 SELECTIONS = ('global', 'query', 'none')
@@ -92,9 +92,7 @@ class RTK(DistillLoss):
                  target: str = 'pairwise', normalize: bool = True,
                  pool_size: Optional[int] = None):
         super().__init__()
-        if student_channels is None or teacher_channels is None:
-            raise ValueError('RTK needs student_channels and teacher_channels (the distiller '
-                             'fills them from a dry forward; set them when building it by hand).')
+        require_channels('RTK', student_channels, teacher_channels)
         if not 0 < key_ratio <= 1:
             raise ValueError(f'RTK: key_ratio must lie in (0, 1]; got {key_ratio}.')
         if key_selection not in SELECTIONS:
@@ -143,7 +141,7 @@ class RTK(DistillLoss):
                              f'{tuple(teacher.shape)} must share the batch size.')
         check_channels('RTK', 'student', self.student_channels, student)
         check_channels('RTK', 'teacher', self.teacher_channels, teacher)
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         s = to_tokens(student, self.pool_size)
         t = to_tokens(teacher, self.pool_size)
         attn = self.attention(s, t)

@@ -10,7 +10,7 @@ from torch.nn.utils.parametrizations import orthogonal
 
 from mmdiffkd.registry import MODELS
 
-from ._utils import check_channels, check_ndim, upcast
+from ._utils import check_channels, check_ndim, require_channels, upcast
 from .base import DistillLoss
 
 NORMS = ('sample', 'channel', 'none')
@@ -87,9 +87,7 @@ class VkD(DistillLoss):
                  affine: bool = False, beta: float = 1.0, eps: float = 1e-5,
                  orthogonal_map: Optional[str] = None):
         super().__init__()
-        if student_channels is None or teacher_channels is None:
-            raise ValueError('VkD needs student_channels and teacher_channels (the distiller '
-                             'fills them from a dry forward; set them when building it by hand).')
+        require_channels('VkD', student_channels, teacher_channels)
         if normalize not in NORMS:
             raise ValueError(f'VkD: normalize={normalize!r} is not one of {NORMS}.')
         if orthogonal_map not in MAPS:
@@ -139,7 +137,7 @@ class VkD(DistillLoss):
     def forward(self, student: Tensor, teacher: Tensor, data_samples=None) -> Tensor:
         check_ndim('VkD', 'student', student, (2, 3, 4))
         check_ndim('VkD', 'teacher', teacher, (2, 3, 4))
-        student, teacher = upcast(student, teacher.detach())
+        student, teacher = upcast(student, teacher)
         if student.dim() == 3 and teacher.dim() == 2:
             student = student.mean(dim=1)
         check_channels('VkD', 'student', self.student_channels, student)
