@@ -266,13 +266,14 @@ def tune(args, grid=None):
     results = {}
     for run, trial in runs:
         if (run, trial) in mine:
-            results[(run, trial)] = run_one(args.task, run, 0, args, trial, 'holdout')
+            results[(run, trial and trial.name)] = run_one(args.task, run, 0, args, trial,
+                                                           'holdout')
             continue
         path = osp.join(args.work_root, args.task, run_name(run, 0, trial, 'holdout'),
                         'result.json')
         if osp.exists(path):  # another shard's run, finished
             with open(path) as f:
-                results[(run, trial)] = json.load(f)
+                results[(run, trial and trial.name)] = json.load(f)
     text = tuning_table(args.task, grid, results)
     path = osp.join(args.work_root, f'{args.task}_tuning.md')
     with open(path + '.tmp', 'w') as f:
@@ -289,8 +290,8 @@ def tuning_table(task, grid, results):
     lines = [f'Tuning on the hold-out part of the train scenes (last 20 %; students trained on the '
              f'first 80 %), seed 0. Student alone: {alone}.', '']
     for run, trials in grid.items():
-        done = [(results[(run, t)]['metrics'][key] * scale, t) for t in trials
-                if (run, t) in results]
+        done = [(results[(run, t.name)]['metrics'][key] * scale, t) for t in trials
+                if (run, t.name) in results]
         lines += [f'| {run}: trial (round) | hold-out {key} | settings |', '|---|---:|---|']
         for value, t in sorted(done, key=lambda x: -x[0]):
             settings = ', '.join(f'{k.split(".", 2)[-1]}={v}' for k, v in t.options.items())

@@ -177,3 +177,26 @@ def test_results_arithmetic_is_one_place():
     assert (m, round(sd, 6)) == (2.0, round(2 ** 0.5, 6))
     assert format_mean_std([80.0]) == '80.00 (1 seed)'
     assert format_mean_std([]) == '—' and format_mean_std([1.0, 3.0], 1) == '2.0 ± 1.4'
+
+
+def test_tune_collects_finished_trials_into_one_table(bench, tmp_path):
+    """--tune reuses finished runs (result.json) of every shard and ranks each method's trials."""
+    Trial = bench.tuning.Trial
+    grid = {'pkd': [Trial('w10', {'model.distill_losses.fpn.weight': 10.0}),
+                    Trial('w3', {'model.distill_losses.fpn.weight': 3.0})],
+            'diffkd': [Trial('paper', {})]}
+    scores = {'student': 0.03, 'pkd-w10': 0.10, 'pkd-w3': 0.12, 'diffkd-paper': 0.08}
+    for name, value in scores.items():
+        run_dir = tmp_path / 'det' / f'{name}_seed0_holdout'
+        run_dir.mkdir(parents=True)
+        (run_dir / 'result.json').write_text(json.dumps(dict(
+            run=name.split('-')[0], seed=0, wall_s=60.0, metrics={'coco/bbox_mAP': value})))
+    args = bench.argparse.Namespace(task='det', shard=(2, 2), work_root=str(tmp_path),
+                                    force=False, cfg_options=[], threads=1, teacher_seed=0)
+    text = bench.tune(args, grid)
+    assert 'Student alone: 3.0.' in text
+    rows = [line for line in text.splitlines() if line.startswith('| w') or
+            line.startswith('| paper')]
+    assert rows[0].startswith('| w3 (1) | 12.0 |') and rows[1].startswith('| w10 (1) | 10.0 |')
+    assert rows[2].startswith('| paper (1) | 8.0 |')
+    assert (tmp_path / 'det_tuning.md').read_text().strip() == text.strip()
