@@ -21,7 +21,8 @@ from mmdiffkd.registry import MODELS
 
 from ..losses.base import LossParts
 from .autoencoder import LinearAutoEncoder
-from .layers import BatchNorm2d, frozen_running_stats, pointwise
+from .layers import BatchNorm2d, frozen_running_stats
+from .pointwise import pointwise
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
 from .scheduler import DDIMScheduler
@@ -246,8 +247,11 @@ class DiffKD(nn.Module):
                              f'resize one of them before the loss.')
 
     # ----------------------------------------------------------------------------- parts
-    def _predict(self, x: Tensor, t: Tensor, detach_params: bool = False) -> Tensor:
-        """eps_theta(x, t), optionally with constant parameters and/or activation checkpointing."""
+    def _predict(self, x: Tensor, t: Optional[Tensor], detach_params: bool = False) -> Tensor:
+        """eps_theta(x, t), optionally with constant parameters and/or activation checkpointing.
+
+        ``t=None``: ``x`` already holds the time embedding.
+        """
         predictor = self.noise_predictor
         params = ({n: p.detach() for n, p in predictor.named_parameters()}
                   if detach_params else None)
@@ -271,14 +275,30 @@ class DiffKD(nn.Module):
         # gamma in (0, 1) per sample: how much of the student survives in the start point
         gamma = self.noise_adapter(student)
         noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
-        g = gamma.view(-1, 1, 1, 1)
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
-        x = g * student + (1 - g) * noise
+        dtype = torch.promote_types(noise.dtype, _float(student).dtype)
+        x = torch.lerp(noise.to(dtype), student.to(dtype), gamma.view(-1, 1, 1, 1).to(dtype))
+        return self.proj_bn(pointwise(self.proj_conv, self._sample(x))), gamma
+
+    def _sample(self, x: Tensor) -> Tensor:
+        """The DDIM chain from x_T; returns x_0. ``x`` is overwritten (it is the loop's buffer).
+
+        Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
+        scheduler's ``step``, an affine map). The loop keeps x_t = scale * x and folds c1 into
+        the Python float ``scale``, so a step is two passes over the map, both fused with their
+        neighbour: ``h = emb(t) + scale * x`` (the predictor's input) and ``x += c2 / (c1 *
+        scale) * eps`` in place; the time embeddings of all steps are looked up at once.
+        """
         detach = not self.distill_updates_diffusion
-        for i in range(self.scheduler.inference_steps):
-            eps = self._predict(x, self.scheduler.timesteps[i], detach)
-            x = self.scheduler.step(eps, i, x)
-        return self.proj_bn(pointwise(self.proj_conv, x)), gamma
+        weight = self.noise_predictor.time_embed.weight
+        emb = F.embedding(self.scheduler.timesteps, weight.detach() if detach else weight)
+        scale = 1.0
+        for i, (c1, c2) in enumerate(self.scheduler.step_coefficients):
+            h = torch.add(emb[i].view(1, -1, 1, 1), x, alpha=scale)
+            eps = self._predict(h, None, detach)
+            x = x.add_(eps, alpha=c2 / (c1 * scale))
+            scale *= c1
+        return x.mul_(scale)
 
     def diffusion_loss(self, target: Tensor, noise: Optional[Tensor] = None,
                        timesteps: Optional[Tensor] = None,
