@@ -80,6 +80,13 @@ class DiffKD(nn.Module):
             this module. 0 (default) disables it.
         distill_warmup: ``'linear'`` (factor iter / N, from 0 to 1) or ``'step'`` (0 before
             iteration N, then 1).
+        compile: run the sampling loop and the diffusion loss's predictor through
+            ``torch.compile`` (opt-in; the first forward of each new shape compiles, which takes
+            tens of seconds). True for torch's defaults, or a dict of ``torch.compile`` options,
+            e.g. ``dict(dynamic=True)`` for one graph over all FPN levels (by default the second
+            level size recompiles with dynamic shapes), ``dict(dynamic=False)`` for one
+            specialised graph per level. The numbers are those of eager mode to float rounding.
+            Not with ``grad_checkpoint``.
 
     The forward returns :class:`LossParts` whose ``diagnostics`` (logged, never summed) are
     ``gamma`` (the noise adapter's mean), ``aligned_mse`` = MSE(aligned student, target) and
@@ -106,7 +113,8 @@ class DiffKD(nn.Module):
                  token_hw: Optional[Sequence[int]] = None,
                  grad_checkpoint: bool = False,
                  distill_warmup_iters: int = 0,
-                 distill_warmup: str = 'linear'):
+                 distill_warmup: str = 'linear',
+                 compile: Union[bool, dict] = False):
         super().__init__()
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels)):
@@ -133,6 +141,13 @@ class DiffKD(nn.Module):
         if distill_warmup not in WARMUPS:
             raise ValueError(f'DiffKD: distill_warmup must be one of {WARMUPS}; got '
                              f'{distill_warmup!r}.')
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f'DiffKD: compile must be True / False or a dict of torch.compile '
+                             f'options (e.g. dict(dynamic=True)); got {compile!r}.')
+        if compile is not False and grad_checkpoint:
+            raise ValueError('DiffKD: compile and grad_checkpoint cannot be combined (the '
+                             'checkpointed predictor is recomputed outside the compiled graph); '
+                             'set one of them.')
         if use_ae and kernel_size == 1:
             raise ValueError('DiffKD: use_ae=True needs kernel_size=3; the autoencoder '
                              'compresses feature maps, and logits have no channels to spare.')
@@ -165,6 +180,9 @@ class DiffKD(nn.Module):
         self.grad_checkpoint = grad_checkpoint
         self.distill_warmup_iters = distill_warmup_iters
         self.distill_warmup = distill_warmup
+        # (not ``self.compile``: that is nn.Module's method)
+        self.compile_options = None if compile is False else ({} if compile is True
+                                                               else dict(compile))
         self._warned_logits = False
 
         c = self.channels
@@ -281,13 +299,16 @@ class DiffKD(nn.Module):
         return self.proj_bn(pointwise(self.proj_conv, self._sample(x))), gamma
 
     def _sample(self, x: Tensor) -> Tensor:
-        """The DDIM chain from x_T; returns x_0. ``x`` is overwritten (it is the loop's buffer).
+        """The DDIM chain from x_T (not modified); returns x_0 (compiled with ``compile``)."""
+        return self._compiled(self._sample_chain)(x)
 
-        Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
+    def _sample_chain(self, x: Tensor) -> Tensor:
+        """Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
         scheduler's ``step``, an affine map). The loop keeps x_t = scale * x and folds c1 into
         the Python float ``scale``, so a step is two passes over the map, both fused with their
         neighbour: ``h = emb(t) + scale * x`` (the predictor's input) and ``x += c2 / (c1 *
-        scale) * eps`` in place; the time embeddings of all steps are looked up at once.
+        scale) * eps`` (in place after the first step); the time embeddings of all steps are
+        looked up at once. Nothing is read back from the device.
         """
         detach = not self.distill_updates_diffusion
         weight = self.noise_predictor.time_embed.weight
@@ -296,7 +317,8 @@ class DiffKD(nn.Module):
         for i, (c1, c2) in enumerate(self.scheduler.step_coefficients):
             h = torch.add(emb[i].view(1, -1, 1, 1), x, alpha=scale)
             eps = self._predict(h, None, detach)
-            x = x.add_(eps, alpha=c2 / (c1 * scale))
+            alpha = c2 / (c1 * scale)
+            x = torch.add(x, eps, alpha=alpha) if i == 0 else x.add_(eps, alpha=alpha)
             scale *= c1
         return x.mul_(scale)
 
@@ -319,7 +341,22 @@ class DiffKD(nn.Module):
                                  f'{timesteps.tolist()}.')
             timesteps = timesteps.to(device=target.device, dtype=torch.long)
         x_t = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(_float(self._predict(x_t, timesteps)), _float(noise))
+        return F.mse_loss(_float(self._compiled(self._predict)(x_t, timesteps)), _float(noise))
+
+    def _compiled(self, fn):
+        """``fn`` (a method), through ``torch.compile`` with the ``compile`` options when set."""
+        if self.compile_options is None:
+            return fn
+        cache = self.__dict__.setdefault('_compiled_fns', {})
+        if fn.__name__ not in cache:
+            cache[fn.__name__] = torch.compile(fn, **self.compile_options)
+        return cache[fn.__name__]
+
+    def __getstate__(self):
+        # compiled functions hold this module; copies and pickles recompile on first use
+        state = self.__dict__.copy()
+        state.pop('_compiled_fns', None)
+        return state
 
     def _encode(self, t: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """(target, autoencoder loss): the encoded, detached teacher map, or ``t`` itself."""
@@ -439,4 +476,4 @@ class DiffKD(nn.Module):
                 f'distill_updates_diffusion={self.distill_updates_diffusion}, '
                 f'grad_checkpoint={self.grad_checkpoint}, '
                 f'distill_warmup_iters={self.distill_warmup_iters}, '
-                f'distill_warmup={self.distill_warmup!r}')
+                f'distill_warmup={self.distill_warmup!r}, compile={self.compile_options!r}')
