@@ -60,7 +60,24 @@ class OneDNNConv1x1(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _count_onednn_flops():
+    """Let ``torch.utils.flop_counter`` count oneDNN's convolution like any convolution (the
+    FLOP column of ``benchmarks/bench_step.py`` reads it)."""
+    from torch.utils import flop_counter
+    if _aten.mkldnn_convolution in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(_aten.mkldnn_convolution)
+    def _flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
+        return flop_counter.conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+_count_onednn_flops()
+
+
 def _use_onednn(conv: nn.Conv2d, x: Tensor) -> bool:
+    if torch.compiler.is_compiling():  # compiled graphs pick their own kernels
+        return False
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and conv.weight.dtype == torch.float32
             and x.shape[0] < _ONEDNN_MIN_BATCH and torch.get_num_threads() == 1
@@ -68,7 +85,7 @@ def _use_onednn(conv: nn.Conv2d, x: Tensor) -> bool:
             and conv.kernel_size == (1, 1) and conv.groups == 1
             and conv.padding == (0, 0) and conv.stride == (1, 1)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled('cpu'))
 
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
