@@ -79,4 +79,4 @@ class Bottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(pointwise(self.conv1, x)), inplace=True)
         out = F.relu(self.bn2(self.conv2(out)), inplace=True)
-        return self.bn3(pointwise(self.conv3, out)) + x
+        return self.bn3(pointwise(self.conv3, out)).add_(x)  # BN keeps no output: in place
