@@ -295,8 +295,10 @@ class DiffKD(nn.Module):
         noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
         dtype = torch.promote_types(noise.dtype, _float(student).dtype)
-        x = torch.lerp(noise.to(dtype), student.to(dtype), gamma.view(-1, 1, 1, 1).to(dtype))
-        return self.proj_bn(pointwise(self.proj_conv, self._sample(x))), gamma
+        # (no local name for x_T: the loop's first step replaces it, and it is freed then)
+        x0 = self._sample(torch.lerp(noise.to(dtype), student.to(dtype),
+                                     gamma.view(-1, 1, 1, 1).to(dtype)))
+        return self.proj_bn(pointwise(self.proj_conv, x0)), gamma
 
     def _sample(self, x: Tensor) -> Tensor:
         """The DDIM chain from x_T (not modified); returns x_0 (compiled with ``compile``)."""
