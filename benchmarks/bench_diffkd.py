@@ -1,4 +1,4 @@
-"""Time forward+backward of the DiffKD loss module at the paper's shapes; beside the authors' module.
+"""Time forward+backward of the DiffKD loss at the paper's shapes, beside the authors' module.
 
     MMDIFFKD_SKIP_VERSION_CHECK=1 .venv/bin/python benchmarks/bench_diffkd.py --threads 1 \
         [--authors-dir DIR] [--compile] [--cases ...] [--device cpu|cuda] [--amp]
@@ -120,7 +120,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def build(case, device, impls, authors_dir, compile_options=None):
+def build(case, device, impls, authors_dir, compile_options=None, grad_checkpoint=False):
     """The modules of ``impls`` with the same weights, and the inputs; ``compile_options`` are
     the compiled module's (default: torch's)."""
     cfg = CASES[case]['cfg']
@@ -136,7 +136,7 @@ def build(case, device, impls, authors_dir, compile_options=None):
     for name in impls:
         if name in (OURS, COMPILED):
             module = DiffKD(**cfg, compile=(compile_options or True) if name == COMPILED
-                            else False)
+                            else False, grad_checkpoint=grad_checkpoint and name == OURS)
             module.load_state_dict(state)
             modules[name] = module
     for module in modules.values():
@@ -196,7 +196,8 @@ def peak_memory_mib(one_pass, device, seed):
 def measure(case, device, impls, args):
     """Interleaved passes of every module of ``impls`` in this process."""
     modules, inputs, kernel_size = build(case, device, impls, args.authors_dir,
-                                         getattr(args, 'compile_options', None))
+                                         getattr(args, 'compile_options', None),
+                                         getattr(args, 'grad_checkpoint', False))
     passes = {name: make_pass(name, m, inputs, kernel_size, device, args.amp)
               for name, m in modules.items()}
     results = {name: dict(params=sum(p.numel() for p in m.parameters()), runs=[])
@@ -224,7 +225,8 @@ def measure(case, device, impls, args):
 
 def rss_rise_mib(case, name, args):
     """Rise of the peak RSS of this process over two passes of one module (CPU)."""
-    modules, inputs, kernel_size = build(case, 'cpu', [name], args.authors_dir)
+    modules, inputs, kernel_size = build(case, 'cpu', [name], args.authors_dir,
+                                         grad_checkpoint=args.grad_checkpoint)
     one_pass = make_pass(name, modules[name], inputs, kernel_size, 'cpu', args.amp)
     if name == COMPILED:
         one_pass(0)
@@ -240,7 +242,8 @@ def worker_cmd(args, case, mode, impls):
            '--iters', str(args.iters), '--threads', str(args.threads)]
     if args.authors_dir:
         cmd += ['--authors-dir', args.authors_dir]
-    return cmd + (['--amp'] if args.amp else [])
+    return cmd + (['--amp'] if args.amp else []) + \
+        (['--grad-checkpoint'] if args.grad_checkpoint else [])
 
 
 def run_case(args, case, device, impls):
@@ -325,6 +328,9 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, default=5)
     parser.add_argument('--threads', type=int, default=torch.get_num_threads())
     parser.add_argument('--amp', action='store_true', help='autocast to bfloat16')
+    parser.add_argument('--grad-checkpoint', action='store_true',
+                        help='the project\'s module with grad_checkpoint=True (recomputes the '
+                             'predictor\'s activations in backward)')
     parser.add_argument('--worker', default=None, choices=['time', 'rss'],
                         help=argparse.SUPPRESS)
     parser.add_argument('--impls', nargs='+', default=None, help=argparse.SUPPRESS)
@@ -348,7 +354,8 @@ def main(argv=None):
     print(f'torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, '
           f'{args.threads} torch threads' + (f', {gpu}' if gpu else ''))
     print(f'inference_steps=5, warmup={args.warmup}, iters={args.iters} (median), '
-          f'autocast bf16={args.amp}, modules: {", ".join(impls)}')
+          f'autocast bf16={args.amp}, grad_checkpoint={args.grad_checkpoint}, '
+          f'modules: {", ".join(impls)}')
     print(f'load average before: {os.getloadavg()[0]:.2f}\n')
     for device in devices:
         rows = []

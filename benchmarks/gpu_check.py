@@ -180,6 +180,30 @@ def check_no_sync(table, device, compile_options):
 
 
 # ---------------------------------------------------------------------------- 4. training
+@contextlib.contextmanager
+def mmengine_instances_restored():
+    """MMEngine keeps its managers (visualizer, message hub, logger, scope) by name in global
+    dicts: drop the ones the training run made, whose files lie in its temporary folder."""
+    from mmengine.utils import ManagerMixin
+
+    def classes(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from classes(sub)
+
+    before = {cls: dict(cls._instance_dict) for cls in classes(ManagerMixin)}
+    try:
+        yield
+    finally:
+        for cls in classes(ManagerMixin):
+            for name, instance in cls._instance_dict.items():
+                if name not in before.get(cls, {}):
+                    for handler in getattr(instance, 'handlers', []):  # a logger's log file
+                        handler.close()
+            cls._instance_dict.clear()
+            cls._instance_dict.update(before.get(cls, {}))
+
+
 def scenes_config(root, work_dir, teacher_ckpt, size, iters, batch):
     from mmengine.config import Config
     cfg = Config.fromfile(SCENES_CONFIG)
@@ -220,7 +244,7 @@ def check_training(table, device, dry_run):
     size, iters, batch = (64, 2, 2) if dry_run else (128, 10, 8)
     amp = device == 'cuda'
     setting = f'{iters} iters, batch {batch}, {size} px, ' + ('AMP' if amp else 'float32')
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mmengine_instances_restored():
         root = osp.join(tmp, 'scenes') + '/'
         num_train = batch * 2
         make = subprocess.run(

@@ -40,7 +40,7 @@ def _same_params_and_stats(a, b):
 def test_onednn_pointwise_is_the_convolution(batch, threads, onednn, monkeypatch):
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 20, 1)
-    x = torch.randn(batch, 12, 5, 7, requires_grad=True)
+    x = torch.randn(batch, 12, 12, 12, requires_grad=True)  # >= ONEDNN_MIN_POSITIONS
     calls = []
     real = pw.OneDNNConv1x1.apply
     monkeypatch.setattr(pw.OneDNNConv1x1, 'apply', lambda *a: calls.append(1) or real(*a))
@@ -61,13 +61,35 @@ def test_onednn_pointwise_is_the_convolution(batch, threads, onednn, monkeypatch
         torch.testing.assert_close(got, ref, **TOL)
 
 
-def test_onednn_pointwise_skips_large_maps_and_low_precision():
+def test_onednn_pointwise_skips_small_and_large_maps_and_low_precision():
     conv = nn.Conv2d(4, 4, 1)
-    big = torch.zeros(1, 4, 1, pw.ONEDNN_MAX_POSITIONS + 1)
-    assert not pw._use_onednn(conv, big)
+    assert pw._use_onednn(conv, torch.zeros(1, 4, 1, pw.ONEDNN_MIN_POSITIONS))
+    assert not pw._use_onednn(conv, torch.zeros(1, 4, 1, pw.ONEDNN_MIN_POSITIONS - 1))
+    assert not pw._use_onednn(conv, torch.zeros(1, 4, 1, pw.ONEDNN_MAX_POSITIONS + 1))
     assert not pw._use_onednn(conv, torch.zeros(2, 4, 3, 3, dtype=torch.bfloat16))
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert not pw._use_onednn(conv, torch.zeros(2, 4, 3, 3))
+
+
+@pytest.mark.parametrize('cfg', [dict(), dict(use_ae=True), dict(distill_updates_diffusion=False)])
+def test_module_on_onednn_gives_the_reference_kernels_numbers(cfg, monkeypatch):
+    """The whole module (forward, every gradient, BatchNorm statistics) with and without the
+    oneDNN 1x1 path, on maps large enough to take it."""
+    torch.manual_seed(0)
+    a, b = DiffKD(8, 16, **cfg), DiffKD(8, 16, **cfg)
+    b.load_state_dict(a.state_dict())
+    s0, t = torch.randn(2, 8, 12, 14), torch.randn(2, 16, 12, 14)
+    calls = []
+    real = pw.OneDNNConv1x1.apply
+    monkeypatch.setattr(pw.OneDNNConv1x1, 'apply', lambda *x: calls.append(1) or real(*x))
+    with_onednn = _run(a, s0, t)
+    assert calls
+    monkeypatch.setattr(pw, 'ONEDNN_MAX_POSITIONS', 0)
+    calls.clear()
+    plain = _run(b, s0, t)
+    assert not calls
+    _assert_same(plain, with_onednn)
+    _same_params_and_stats(b, a)
 
 
 def test_fused_sampling_loop_is_the_scheduler_walk():

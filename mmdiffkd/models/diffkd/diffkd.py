@@ -36,6 +36,13 @@ def _float(x: Tensor) -> Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def _mse_value(a: Tensor, b: Tensor) -> Tensor:
+    """MSE(a, b) as a constant scalar of its own. (Without autograd, ``F.mse_loss`` returns a
+    0-d view of its full-size elementwise buffer, which a kept diagnostic would hold.)"""
+    with torch.no_grad():
+        return F.mse_loss(_float(a), _float(b)).clone()
+
+
 def _noise_like(x: Tensor, noise: Optional[Tensor], generator, name: str, what: str) -> Tensor:
     """Injected ``noise`` checked against ``x`` and moved to its device, else a fresh N(0, I)."""
     if noise is None:
@@ -342,8 +349,10 @@ class DiffKD(nn.Module):
                 raise ValueError(f'DiffKD: timesteps must lie in [0, {num_t}); got '
                                  f'{timesteps.tolist()}.')
             timesteps = timesteps.to(device=target.device, dtype=torch.long)
-        x_t = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(_float(self._compiled(self._predict)(x_t, timesteps)), _float(noise))
+        # x_t has no name: only the predictor's input (x_t + emb(t)) is kept for backward
+        eps = self._compiled(self._predict)(self.scheduler.add_noise(target, noise, timesteps),
+                                            timesteps)
+        return F.mse_loss(_float(eps), _float(noise))
 
     def _compiled(self, fn):
         """``fn`` (a method), through ``torch.compile`` with the ``compile`` options when set."""
@@ -427,6 +436,7 @@ class DiffKD(nn.Module):
         factor = self.distill_factor(iteration)
         aligned = pointwise(self.align, s)
         target, ae_loss = self._encode(t)
+        aligned_mse = _mse_value(aligned, target)  # a diagnostic
         refined, gamma = self.denoise(aligned, noise, generator)
         diffusion = self.diffusion_loss(target, diffusion_noise, timesteps, generator)
         distill = self._distill(refined, target)
@@ -436,9 +446,8 @@ class DiffKD(nn.Module):
             parts['ae'] = self.ae_weight * ae_loss
 
         with torch.no_grad():  # device tensors only: no host sync
-            aligned_mse = F.mse_loss(_float(aligned), _float(target))
             denoised_mse = distill if self.distill_loss == 'mse' else \
-                F.mse_loss(_float(refined), _float(target))
+                _mse_value(refined, target)
             diagnostics = dict(gamma=gamma.mean(), aligned_mse=aligned_mse,
                                denoise_gain=aligned_mse / denoised_mse.clamp_min(1e-12))
             if self.distill_warmup_iters:

@@ -8,11 +8,14 @@ speed on the table with a plain ``nn.Conv2d``:
   as fast on CPU as the convolution kernel for the same numbers.
 - On CPU, single-threaded, with fewer than 16 samples (one FPN level at batch 2), PyTorch's
   dispatch picks its reference kernel (``_slow_conv2d``: a GEMM per sample plus a bias copy
-  and a zeroed gradient buffer) over oneDNN's. oneDNN is faster there up to about
-  :data:`ONEDNN_MAX_POSITIONS` positions (B * H * W), and the reference kernel beyond (where
-  oneDNN's layout reorders no longer fit the cache): measured on this project's 2-core x86_64
-  VM, fwd + bwd of the 256-channel RetinaNet convs, 0.7-0.8x the time at 2 x 50 x 84 and
-  2 x 90 x 150, 1.1-1.6x at 2 x 100 x 168 (``docs/diffkd.md``, Benchmark).
+  and a zeroed gradient buffer) over oneDNN's. oneDNN is faster there from
+  :data:`ONEDNN_MIN_POSITIONS` up to :data:`ONEDNN_MAX_POSITIONS` positions (B * H * W), and
+  the reference kernel beyond (where oneDNN's layout reorders no longer fit the cache):
+  measured on this project's 2-core x86_64 VM, fwd + bwd of the 256-channel RetinaNet convs,
+  0.7-0.8x the time at 2 x 50 x 84 and 2 x 90 x 150, 1.1-1.6x at 2 x 100 x 168
+  (``docs/diffkd.md``, Benchmark). Below the lower bound the maps are smaller than the
+  weights, and oneDNN's per-call weight reorders raised the module's peak memory above the
+  reference kernel's (2 x 7 x 11: +0.3 maps' worth) for a few percent of time.
 
 :class:`OneDNNConv1x1` calls oneDNN directly in both directions. The numbers are those of the
 same convolution (to float32 rounding); only the kernel changes. Anything else (other devices or
@@ -25,7 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Above this many positions (B * H * W) the reference kernel beats oneDNN on a single thread.
+# oneDNN for B * H * W in this range (see above); the reference kernel outside it.
+ONEDNN_MIN_POSITIONS = 256
 ONEDNN_MAX_POSITIONS = 30000
 # PyTorch picks oneDNN itself for 1x1 convs from this batch size on (or with several threads).
 _ONEDNN_MIN_BATCH = 16
@@ -81,7 +85,7 @@ def _use_onednn(conv: nn.Conv2d, x: Tensor) -> bool:
     return (x.device.type == 'cpu' and x.dtype == torch.float32
             and conv.weight.dtype == torch.float32
             and x.shape[0] < _ONEDNN_MIN_BATCH and torch.get_num_threads() == 1
-            and x.shape[0] * x.shape[2] * x.shape[3] <= ONEDNN_MAX_POSITIONS
+            and ONEDNN_MIN_POSITIONS <= x.shape[0] * x.shape[2] * x.shape[3] <= ONEDNN_MAX_POSITIONS
             and conv.kernel_size == (1, 1) and conv.groups == 1
             and conv.padding == (0, 0) and conv.stride == (1, 1)
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
