@@ -22,9 +22,9 @@ from mmdiffkd.registry import MODELS
 from ..losses.base import LossParts
 from .autoencoder import LinearAutoEncoder
 from .layers import BatchNorm2d, frozen_running_stats
-from .pointwise import pointwise
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
+from .pointwise import pointwise
 from .scheduler import DDIMScheduler
 
 WARMUPS = ('linear', 'step')
@@ -302,17 +302,15 @@ class DiffKD(nn.Module):
         noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
         dtype = torch.promote_types(noise.dtype, _float(student).dtype)
-        # (no local name for x_T: the loop's first step replaces it, and it is freed then)
-        x0 = self._sample(torch.lerp(noise.to(dtype), student.to(dtype),
-                                     gamma.view(-1, 1, 1, 1).to(dtype)))
-        return self.proj_bn(pointwise(self.proj_conv, x0)), gamma
+        # (x_T gets no name here: the loop's first step replaces it, and it is freed then)
+        sample = self._compiled(self._sample)(torch.lerp(noise.to(dtype), student.to(dtype),
+                                                         gamma.view(-1, 1, 1, 1).to(dtype)))
+        return self.proj_bn(pointwise(self.proj_conv, sample)), gamma
 
     def _sample(self, x: Tensor) -> Tensor:
-        """The DDIM chain from x_T (not modified); returns x_0 (compiled with ``compile``)."""
-        return self._compiled(self._sample_chain)(x)
+        """The DDIM chain from x_T (not modified); returns x_0.
 
-    def _sample_chain(self, x: Tensor) -> Tensor:
-        """Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
+        Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
         scheduler's ``step``, an affine map). The loop keeps x_t = scale * x and folds c1 into
         the Python float ``scale``, so a step is two passes over the map, both fused with their
         neighbour: ``h = emb(t) + scale * x`` (the predictor's input) and ``x += c2 / (c1 *
