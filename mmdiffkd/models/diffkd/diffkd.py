@@ -87,8 +87,8 @@ class DiffKD(nn.Module):
             this module. 0 (default) disables it.
         distill_warmup: ``'linear'`` (factor iter / N, from 0 to 1) or ``'step'`` (0 before
             iteration N, then 1).
-        compile: run the sampling loop and the diffusion loss's predictor through
-            ``torch.compile`` (opt-in; the first forward of each new shape compiles, which takes
+        compile: run the denoiser (adapter, sampling loop, projection) and the diffusion loss
+            through ``torch.compile`` (opt-in; the first forward of each new shape compiles, which takes
             tens of seconds). True for torch's defaults, or a dict of ``torch.compile`` options,
             e.g. ``dict(dynamic=True)`` for one graph over all FPN levels (by default the second
             level size recompiles with dynamic shapes), ``dict(dynamic=False)`` for one
@@ -297,14 +297,18 @@ class DiffKD(nn.Module):
     def denoise(self, student: Tensor, noise: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """Denoise an aligned student map (B, C, H, W); returns (refined, gamma)."""
+        noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
+        return self._compiled(self._denoise)(student, noise)
+
+    def _denoise(self, student: Tensor, noise: Tensor) -> Tuple[Tensor, Tensor]:
+        """Adapter, start point, sampling loop and projection (compiled with ``compile``)."""
         # gamma in (0, 1) per sample: how much of the student survives in the start point
         gamma = self.noise_adapter(student)
-        noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
         dtype = torch.promote_types(noise.dtype, _float(student).dtype)
         # (x_T gets no name here: the loop's first step replaces it, and it is freed then)
-        sample = self._compiled(self._sample)(torch.lerp(noise.to(dtype), student.to(dtype),
-                                                         gamma.view(-1, 1, 1, 1).to(dtype)))
+        sample = self._sample(torch.lerp(noise.to(dtype), student.to(dtype),
+                                         gamma.view(-1, 1, 1, 1).to(dtype)))
         return self.proj_bn(pointwise(self.proj_conv, sample)), gamma
 
     def _sample(self, x: Tensor) -> Tensor:
@@ -347,9 +351,11 @@ class DiffKD(nn.Module):
                 raise ValueError(f'DiffKD: timesteps must lie in [0, {num_t}); got '
                                  f'{timesteps.tolist()}.')
             timesteps = timesteps.to(device=target.device, dtype=torch.long)
+        return self._compiled(self._diffusion_loss)(target, noise, timesteps)
+
+    def _diffusion_loss(self, target: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         # x_t has no name: only the predictor's input (x_t + emb(t)) is kept for backward
-        eps = self._compiled(self._predict)(self.scheduler.add_noise(target, noise, timesteps),
-                                            timesteps)
+        eps = self._predict(self.scheduler.add_noise(target, noise, timesteps), timesteps)
         return F.mse_loss(_float(eps), _float(noise))
 
     def _compiled(self, fn):
