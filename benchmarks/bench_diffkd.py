@@ -288,7 +288,8 @@ def print_table(rows, device, compare):
     head = ['case', 'input (student)', f'authors fwd+bwd {unit}']
     for n in names:
         head += [f'{n} fwd+bwd {unit}', f'{n} / authors time', f'{n} / authors wall time']
-    head += ['authors peak MiB', 'ours peak MiB', 'ours / authors memory']
+    head += ['authors peak MiB'] + [f'{n} peak MiB' for n in names] + \
+        [f'{n} / authors memory' for n in names]
     if rss:
         head += ['authors RSS rise MiB', 'ours RSS rise MiB']
     head += ['loss rel. diff']
@@ -301,8 +302,8 @@ def print_table(rows, device, compare):
             cells += [f"{res[n][key]:.0f}", f"{res[n][key] / a[key]:.2f}",
                       f"{res[n]['fwdbwd_ms'] / a['fwdbwd_ms']:.2f}"]
         o = res[OURS]
-        cells += [f"{a['peak_mib']:.1f}", f"{o['peak_mib']:.1f}",
-                  f"{o['peak_mib'] / a['peak_mib']:.2f}"]
+        cells += [f"{a['peak_mib']:.1f}"] + [f"{res[n]['peak_mib']:.1f}" for n in names] + \
+            [f"{res[n]['peak_mib'] / a['peak_mib']:.2f}" for n in names]
         if rss:
             cells += [f"{a['rss_mib']:.0f}", f"{o['rss_mib']:.0f}"]
         cells += [f"{abs(o['total'] - a['total']) / abs(a['total']):.1e}"]
