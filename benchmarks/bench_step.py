@@ -9,8 +9,11 @@ Rows (each a separate model, same batch, same optimizer):
   (FitNets, i.e. a 1x1 regressor then MSE, where student and teacher widths differ);
 - ``+ DiffKD``: the same records with DiffKD (5 sampling steps) instead of the MSE.
 
-Prints milliseconds (median of ``--steps`` after ``--warmup``) and the ratio to the student row.
-Usage::
+Prints milliseconds (median of ``--steps`` after ``--warmup``) and the ratio to the student row,
+and the arithmetic of one step (GFLOP, forward + backward, counted by
+``torch.utils.flop_counter.FlopCounterMode``: matrix products and convolutions, not the
+elementwise ops) with its ratio to the student's; a last table sets the DiffKD row's time ratio to
+the MSE row beside the ratio of their arithmetic. Usage::
 
     python benchmarks/bench_step.py [--tasks retinanet faster_rcnn pspnet resnet] [--steps 5]
 """
@@ -80,6 +83,14 @@ def make_step(model, batch):
     return step
 
 
+def count_gflop(step):
+    """FLOPs of one training step (matmuls and convolutions, forward and backward), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def time_variants(variants, batch, warmup, steps):
     """Round-robin over the variants, one step each per round, so that load changes on a shared
     machine hit every variant alike; median per variant, in ms."""
@@ -90,7 +101,8 @@ def time_variants(variants, batch, warmup, steps):
             t = step()
             if i >= warmup:
                 times[name].append(t)
-    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+    gflop = {name: count_gflop(step) for name, step in steps_of.items()}  # after the timing
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}, gflop
 
 
 def main():
@@ -108,18 +120,28 @@ def main():
     with tempfile.TemporaryDirectory() as tmpdir:
         for task in args.tasks:
             variants, batch, feat = build_variants(task, tmpdir)
-            ms_of = time_variants(variants, batch, args.warmup, args.steps)
-            base = ms_of['student']
+            ms_of, gflop = time_variants(variants, batch, args.warmup, args.steps)
+            base, base_flop = ms_of['student'], gflop['student']
             for name, ms in ms_of.items():
-                rows.append((task, name, ms, ms / base, feat))
-                print(f'{task:12s} {name:15s} {ms:9.1f} ms  x{ms / base:.2f}', flush=True)
+                rows.append((task, name, ms, ms / base, gflop[name], gflop[name] / base_flop,
+                             feat))
+                print(f'{task:12s} {name:15s} {ms:9.1f} ms  x{ms / base:.2f}  '
+                      f'{gflop[name]:.2f} GFLOP  x{gflop[name] / base_flop:.2f}', flush=True)
     print(f'\nOne training step, batch 2, median of {args.steps} after {args.warmup} warm-up '
           f'(variants interleaved), torch {torch.__version__}, {torch.get_num_threads()} '
           'threads\n')
-    print('| model | step | ms | ratio to student | distilled features |')
-    print('|---|---|---:|---:|---|')
-    for task, name, ms, ratio, feat in rows:
-        print(f'| {task} | {name} | {ms:.1f} | {ratio:.2f} | {feat} |')
+    print('| model | step | ms | ratio to student | GFLOP | GFLOP ratio to student | '
+          'distilled features |')
+    print('|---|---|---:|---:|---:|---:|---|')
+    for task, name, ms, ratio, flop, flop_ratio, feat in rows:
+        print(f'| {task} | {name} | {ms:.1f} | {ratio:.2f} | {flop:.2f} | {flop_ratio:.2f} | '
+              f'{feat} |')
+    print('\n| model | DiffKD / MSE time | DiffKD / MSE GFLOP |')
+    print('|---|---:|---:|')
+    by = {(task, name): (ms, flop) for task, name, ms, _, flop, _, _ in rows}
+    for task in args.tasks:
+        (t_d, f_d), (t_m, f_m) = by[(task, '+ DiffKD')], by[(task, '+ MSE feat')]
+        print(f'| {task} | {t_d / t_m:.2f} | {f_d / f_m:.2f} |')
 
 
 if __name__ == '__main__':

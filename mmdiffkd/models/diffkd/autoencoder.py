@@ -5,6 +5,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .layers import BatchNorm2d
+from .pointwise import pointwise
 
 
 class LinearAutoEncoder(nn.Module):
@@ -17,9 +18,9 @@ class LinearAutoEncoder(nn.Module):
         self.dec_conv = nn.Conv2d(latent_channels, channels, 1)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.enc_bn(self.enc_conv(x))
+        return self.enc_bn(pointwise(self.enc_conv, x))
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """Returns (latent, reconstruction)."""
         latent = self.encode(x)
-        return latent, self.dec_conv(latent)
+        return latent, pointwise(self.dec_conv, latent)

@@ -23,13 +23,21 @@ from ..losses._utils import flatten_logits, softmax_kl, token_grid
 from ..losses._utils import upcast as _float
 from ..losses.base import DistillLoss, LossParts
 from .autoencoder import LinearAutoEncoder
-from .layers import BatchNorm2d, frozen_running_stats, pointwise
+from .layers import BatchNorm2d, frozen_running_stats
 from .noise_adapter import NoiseAdapter
 from .noise_predictor import TIME_EMBED_ROWS, NoisePredictor
+from .pointwise import pointwise
 from .scheduler import DDIMScheduler
 
 WARMUPS = ('linear', 'step')
 _LAYOUTS = {2: '(B, C) logits', 3: '(B, N, C) tokens', 4: '(B, C, H, W) feature maps'}
+
+
+def _mse_value(a: Tensor, b: Tensor) -> Tensor:
+    """MSE(a, b) as a constant scalar of its own. (Without autograd, ``F.mse_loss`` returns a
+    0-d view of its full-size elementwise buffer, which a kept diagnostic would hold.)"""
+    with torch.no_grad():
+        return F.mse_loss(_float(a), _float(b)).clone()
 
 
 def _noise_like(x: Tensor, noise: Optional[Tensor], generator, name: str, what: str) -> Tensor:
@@ -76,6 +84,13 @@ class DiffKD(DistillLoss):
             this module. 0 (default) disables it.
         distill_warmup: ``'linear'`` (factor iter / N, from 0 to 1) or ``'step'`` (0 before
             iteration N, then 1).
+        compile: run the denoiser (adapter, sampling loop, projection) and the diffusion loss
+            through ``torch.compile`` (opt-in; the first forward of each new shape compiles, which takes
+            tens of seconds). True for torch's defaults, or a dict of ``torch.compile`` options,
+            e.g. ``dict(dynamic=True)`` for one graph over all FPN levels (by default the second
+            level size recompiles with dynamic shapes), ``dict(dynamic=False)`` for one
+            specialised graph per level. The numbers are those of eager mode to float rounding.
+            Not with ``grad_checkpoint``.
 
     The forward returns :class:`LossParts` whose ``diagnostics`` (logged, never summed) are
     ``gamma`` (the noise adapter's mean), ``aligned_mse`` = MSE(aligned student, target) and
@@ -104,7 +119,8 @@ class DiffKD(DistillLoss):
                  token_hw: Optional[Sequence[int]] = None,
                  grad_checkpoint: bool = False,
                  distill_warmup_iters: int = 0,
-                 distill_warmup: str = 'linear'):
+                 distill_warmup: str = 'linear',
+                 compile: Union[bool, dict] = False):
         super().__init__()
         for name, value in (('student_channels', student_channels),
                             ('teacher_channels', teacher_channels)):
@@ -131,6 +147,13 @@ class DiffKD(DistillLoss):
         if distill_warmup not in WARMUPS:
             raise ValueError(f'DiffKD: distill_warmup must be one of {WARMUPS}; got '
                              f'{distill_warmup!r}.')
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f'DiffKD: compile must be True / False or a dict of torch.compile '
+                             f'options (e.g. dict(dynamic=True)); got {compile!r}.')
+        if compile is not False and grad_checkpoint:
+            raise ValueError('DiffKD: compile and grad_checkpoint cannot be combined (the '
+                             'checkpointed predictor is recomputed outside the compiled graph); '
+                             'set one of them.')
         if use_ae and kernel_size == 1:
             raise ValueError('DiffKD: use_ae=True needs kernel_size=3; the autoencoder '
                              'compresses feature maps, and logits have no channels to spare.')
@@ -163,6 +186,9 @@ class DiffKD(DistillLoss):
         self.grad_checkpoint = grad_checkpoint
         self.distill_warmup_iters = distill_warmup_iters
         self.distill_warmup = distill_warmup
+        # (not ``self.compile``: that is nn.Module's method)
+        self.compile_options = None if compile is False else ({} if compile is True
+                                                               else dict(compile))
         self._warned_logits = False
 
         c = self.channels
@@ -253,8 +279,11 @@ class DiffKD(DistillLoss):
                              f'resize one of them before the loss.')
 
     # ----------------------------------------------------------------------------- parts
-    def _predict(self, x: Tensor, t: Tensor, detach_params: bool = False) -> Tensor:
-        """eps_theta(x, t), optionally with constant parameters and/or activation checkpointing."""
+    def _predict(self, x: Tensor, t: Optional[Tensor], detach_params: bool = False) -> Tensor:
+        """eps_theta(x, t), optionally with constant parameters and/or activation checkpointing.
+
+        ``t=None``: ``x`` already holds the time embedding.
+        """
         predictor = self.noise_predictor
         params = ({n: p.detach() for n, p in predictor.named_parameters()}
                   if detach_params else None)
@@ -275,17 +304,41 @@ class DiffKD(DistillLoss):
     def denoise(self, student: Tensor, noise: Optional[Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """Denoise an aligned student map (B, C, H, W); returns (refined, gamma)."""
+        noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
+        return self._compiled(self._denoise)(student, noise)
+
+    def _denoise(self, student: Tensor, noise: Tensor) -> Tuple[Tensor, Tensor]:
+        """Adapter, start point, sampling loop and projection (compiled with ``compile``)."""
         # gamma in (0, 1) per sample: how much of the student survives in the start point
         gamma = self.noise_adapter(student)
-        noise = _noise_like(student, noise, generator, 'noise', 'aligned student map')
-        g = gamma.view(-1, 1, 1, 1)
         # x_T = gamma * s + (1 - gamma) * eps   (a linear mix, not the sqrt mix of q(x_t | x_0))
-        x = g * student + (1 - g) * noise
+        dtype = torch.promote_types(noise.dtype, _float(student).dtype)
+        # (x_T gets no name here: the loop's first step replaces it, and it is freed then)
+        sample = self._sample(torch.lerp(noise.to(dtype), student.to(dtype),
+                                         gamma.view(-1, 1, 1, 1).to(dtype)))
+        return self.proj_bn(pointwise(self.proj_conv, sample)), gamma
+
+    def _sample(self, x: Tensor) -> Tensor:
+        """The DDIM chain from x_T (not modified); returns x_0.
+
+        Each step is eps = eps_theta(x_t + emb(t)) and x_{t-1} = c1 * x_t + c2 * eps (the
+        scheduler's ``step``, an affine map). The loop keeps x_t = scale * x and folds c1 into
+        the Python float ``scale``, so a step is two passes over the map, both fused with their
+        neighbour: ``h = emb(t) + scale * x`` (the predictor's input) and ``x += c2 / (c1 *
+        scale) * eps`` (in place after the first step); the time embeddings of all steps are
+        looked up at once. Nothing is read back from the device.
+        """
         detach = not self.distill_updates_diffusion
-        for i in range(self.scheduler.inference_steps):
-            eps = self._predict(x, self.scheduler.timesteps[i], detach)
-            x = self.scheduler.step(eps, i, x)
-        return self.proj_bn(pointwise(self.proj_conv, x)), gamma
+        weight = self.noise_predictor.time_embed.weight
+        emb = F.embedding(self.scheduler.timesteps, weight.detach() if detach else weight)
+        scale = 1.0
+        for i, (c1, c2) in enumerate(self.scheduler.step_coefficients):
+            h = torch.add(emb[i].view(1, -1, 1, 1), x, alpha=scale)
+            eps = self._predict(h, None, detach)
+            alpha = c2 / (c1 * scale)
+            x = torch.add(x, eps, alpha=alpha) if i == 0 else x.add_(eps, alpha=alpha)
+            scale *= c1
+        return x.mul_(scale)
 
     def diffusion_loss(self, target: Tensor, noise: Optional[Tensor] = None,
                        timesteps: Optional[Tensor] = None,
@@ -305,8 +358,27 @@ class DiffKD(DistillLoss):
                 raise ValueError(f'DiffKD: timesteps must lie in [0, {num_t}); got '
                                  f'{timesteps.tolist()}.')
             timesteps = timesteps.to(device=target.device, dtype=torch.long)
-        x_t = self.scheduler.add_noise(target, noise, timesteps)
-        return F.mse_loss(_float(self._predict(x_t, timesteps)), _float(noise))
+        return self._compiled(self._diffusion_loss)(target, noise, timesteps)
+
+    def _diffusion_loss(self, target: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        # x_t has no name: only the predictor's input (x_t + emb(t)) is kept for backward
+        eps = self._predict(self.scheduler.add_noise(target, noise, timesteps), timesteps)
+        return F.mse_loss(_float(eps), _float(noise))
+
+    def _compiled(self, fn):
+        """``fn`` (a method), through ``torch.compile`` with the ``compile`` options when set."""
+        if self.compile_options is None:
+            return fn
+        cache = self.__dict__.setdefault('_compiled_fns', {})
+        if fn.__name__ not in cache:
+            cache[fn.__name__] = torch.compile(fn, **self.compile_options)
+        return cache[fn.__name__]
+
+    def __getstate__(self):
+        # compiled functions hold this module; copies and pickles recompile on first use
+        state = self.__dict__.copy()
+        state.pop('_compiled_fns', None)
+        return state
 
     def _encode(self, t: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """(target, autoencoder loss): the encoded, detached teacher map, or ``t`` itself."""
@@ -371,6 +443,7 @@ class DiffKD(DistillLoss):
         factor = self.distill_factor(iteration)
         aligned = pointwise(self.align, s)
         target, ae_loss = self._encode(t)
+        aligned_mse = _mse_value(aligned, target)  # a diagnostic
         refined, gamma = self.denoise(aligned, noise, generator)
         diffusion = self.diffusion_loss(target, diffusion_noise, timesteps, generator)
         distill = self._distill(refined, target)
@@ -380,9 +453,8 @@ class DiffKD(DistillLoss):
             parts['ae'] = self.ae_weight * ae_loss
 
         with torch.no_grad():  # device tensors only: no host sync
-            aligned_mse = F.mse_loss(_float(aligned), _float(target))
             denoised_mse = distill if self.distill_loss == 'mse' else \
-                F.mse_loss(_float(refined), _float(target))
+                _mse_value(refined, target)
             diagnostics = dict(gamma=gamma.mean(), aligned_mse=aligned_mse,
                                denoise_gain=aligned_mse / denoised_mse.clamp_min(1e-12))
             if self.distill_warmup_iters:
@@ -422,4 +494,4 @@ class DiffKD(DistillLoss):
                 f'distill_updates_diffusion={self.distill_updates_diffusion}, '
                 f'grad_checkpoint={self.grad_checkpoint}, '
                 f'distill_warmup_iters={self.distill_warmup_iters}, '
-                f'distill_warmup={self.distill_warmup!r}')
+                f'distill_warmup={self.distill_warmup!r}, compile={self.compile_options!r}')

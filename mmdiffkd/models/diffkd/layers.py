@@ -5,6 +5,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .pointwise import pointwise
+
 
 # Fewer values per channel than this in a training batch (B * H * W < 4) and BatchNorm2d
 # normalises each sample over its channels and positions instead (see BatchNorm2d). With two
@@ -58,15 +60,6 @@ def values_per_channel(x: Tensor) -> int:
     return x.shape[0] * x.shape[2] * x.shape[3] if x.dim() == 4 else x.shape[0]
 
 
-def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """A 1x1 ``conv`` on x; as a matrix product when the map is 1x1 (logits), which is about
-    twice as fast on CPU as the convolution kernel for the same numbers."""
-    if x.shape[2:] == (1, 1):
-        w = conv.weight.flatten(1)
-        return F.linear(x.flatten(1), w, conv.bias)[:, :, None, None]
-    return conv(x)
-
-
 @contextmanager
 def frozen_running_stats(module: nn.Module):
     """Within the block, the ``BatchNorm2d`` layers of ``module`` do not update their statistics."""
@@ -101,6 +94,6 @@ class Bottleneck(nn.Module):
         self.bn3 = BatchNorm2d(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn1(pointwise(self.conv1, x)), inplace=True)
         out = F.relu(self.bn2(self.conv2(out)), inplace=True)
-        return self.bn3(self.conv3(out)) + x
+        return self.bn3(pointwise(self.conv3, out)).add_(x)  # BN keeps no output: in place

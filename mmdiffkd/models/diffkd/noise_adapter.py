@@ -3,7 +3,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import BatchNorm2d, Bottleneck, pointwise
+from .layers import BatchNorm2d, Bottleneck
+from .pointwise import pointwise
 
 
 class NoiseAdapter(nn.Module):

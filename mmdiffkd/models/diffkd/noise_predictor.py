@@ -1,9 +1,12 @@
 """The diffusion model of DiffKD: predicts the noise in a feature given its timestep."""
+from typing import Optional
+
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import BatchNorm2d, Bottleneck, pointwise
+from .layers import BatchNorm2d, Bottleneck
+from .pointwise import pointwise
 
 # Rows of the time embedding. The authors size it 1280 whatever the schedule length; we keep it
 # (checkpoint compatibility) and require num_train_timesteps <= rows.
@@ -41,11 +44,16 @@ class NoisePredictor(nn.Module):
             self.bn3 = BatchNorm2d(hidden)
             self.conv4 = nn.Conv2d(hidden, channels, 1)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """x: (B, C, H, W); t: a 0-d or (B,) LongTensor on x's device. Returns eps, like x."""
-        x = x + self.time_embed(t).view(-1, self.channels, 1, 1)
+    def forward(self, x: Tensor, t: Optional[Tensor]) -> Tensor:
+        """x: (B, C, H, W); t: a 0-d or (B,) LongTensor on x's device. Returns eps, like x.
+
+        ``t=None``: ``x`` already holds the time embedding (the sampling loop of ``DiffKD`` adds
+        it together with its own update), and only the network runs.
+        """
+        if t is not None:
+            x = x + self.time_embed(t).view(-1, self.channels, 1, 1)
         if self.kernel_size == 3:
-            return self.out_bn(self.out_conv(self.block2(self.block1(x))))
+            return self.out_bn(pointwise(self.out_conv, self.block2(self.block1(x))))
         x = F.relu(self.bn1(pointwise(self.conv1, x)), inplace=True)
         x = self.bn2(pointwise(self.conv2, x))
         x = F.relu(self.bn3(pointwise(self.conv3, x)), inplace=True)

@@ -49,8 +49,17 @@ class DDIMScheduler(nn.Module):
         self.beta_start, self.beta_end = beta_start, beta_end
         # Sampling grid: ratio = T // (2S); walk t = (S-1)*ratio, ..., ratio, 0; prev = t - ratio.
         self.step_ratio = num_train_timesteps // (2 * inference_steps)
-        for name, table in self._tables().items():
+        tables = self._tables()
+        for name, table in tables.items():
             self.register_buffer(name, table, persistent=False)
+        # The deterministic step is affine in (x_t, eps): x_{t-1} = c1 * x_t + c2 * eps, with
+        #   c1 = sqrt(a_prev / a_t),  c2 = sqrt(1 - a_prev) - sqrt(a_prev (1 - a_t) / a_t).
+        # Python floats from the float32 tables (built once on the CPU): a loop over them reads
+        # nothing from the device and compiles to constants.
+        a, b, a_prev, b_prev = (tables[f'step_sqrt_{n}'].double().tolist() for n in
+                                ('alpha', 'one_minus_alpha', 'alpha_prev', 'one_minus_alpha_prev'))
+        self.step_coefficients = [(ap / at, bp - ap * bt / at)
+                                  for at, bt, ap, bp in zip(a, b, a_prev, b_prev)]
 
     def _tables(self, device=None):
         """Every table, built in float32 on the CPU (same values on every device), then moved."""
@@ -105,15 +114,11 @@ class DDIMScheduler(nn.Module):
         ``eps`` is the predicted noise at x. The result is at least float32.
         """
         dtype = _compute_dtype(x)
-        x, eps = x.to(dtype), eps.to(dtype)
-        sqrt_a = self.step_sqrt_alpha[index].to(dtype)
-        sqrt_one_minus_a = self.step_sqrt_one_minus_alpha[index].to(dtype)
-        sqrt_a_prev = self.step_sqrt_alpha_prev[index].to(dtype)
-        sqrt_one_minus_a_prev = self.step_sqrt_one_minus_alpha_prev[index].to(dtype)
         # predicted x_0:  x0 = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t)            (DDIM eq. 12)
-        x0 = (x - sqrt_one_minus_a * eps) / sqrt_a
         # x_{t-1} = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps               (eq. 12, sigma = 0)
-        return sqrt_a_prev * x0 + sqrt_one_minus_a_prev * eps
+        #         = c1 * x_t + c2 * eps                                   (step_coefficients)
+        c1, c2 = self.step_coefficients[index]
+        return torch.add(x.to(dtype) * c1, eps.to(dtype), alpha=c2)
 
     def extra_repr(self) -> str:
         return (f'num_train_timesteps={self.num_train_timesteps}, '

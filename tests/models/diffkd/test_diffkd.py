@@ -319,7 +319,9 @@ def test_forward_never_reads_device_values(monkeypatch):
     assert torch.isfinite(s.grad).all()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='needs CUDA (benchmarks/gpu_check.py runs the cuda-marked tests)')
 def test_cuda_forward_backward_does_not_synchronise():
     loss = DiffKD(16, 32, use_ae=True).cuda()
     s = torch.randn(2, 16, 7, 7, device='cuda', requires_grad=True)
