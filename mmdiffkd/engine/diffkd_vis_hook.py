@@ -110,6 +110,7 @@ class DiffKDVisHook(Hook):
                         losses, extras = p.module(p.student, p.teacher, return_denoised=True,
                                                   generator=gen)
                         extras['diagnostics'] = losses.diagnostics
+                        extras['kind'] = 'logits' if p.student.dim() == 2 else 'map'
                         rows.append((p.key, extras))
         finally:
             model.train(was_training)
@@ -164,6 +165,7 @@ def render_maps(rows, reduction='pca', title=''):
     import matplotlib
     matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows) + 0.4), squeeze=False)
     for (key, ex), ax_row in zip(rows, axes):
         aligned, refined, target = ex['aligned'][0], ex['refined'][0], ex['target'][0]
@@ -172,17 +174,21 @@ def render_maps(rows, reduction='pca', title=''):
         labels = [f'{key}: aligned student\nMSE to target {mse[0]:.3g}',
                   f'denoised (gamma {diag["gamma"]:.2f})\nMSE to target {mse[1]:.3g}',
                   'teacher target']
-        if target.shape[1:] == (1, 1):  # logits: curves over the classes
-            ax = ax_row[0]
+        if target.shape[1:] == (1, 1):  # logits or a 1x1 map: curves over the channels
+            grid = ax_row[0].get_gridspec()
+            row = list(axes[:, 0]).index(ax_row[0])
+            for a in ax_row:
+                a.remove()
+            ax = fig.add_subplot(grid[row, :])
             for m, label in zip((aligned, refined, target), ('aligned', 'denoised', 'target')):
                 ax.plot(m.flatten().float().cpu().numpy(), marker='o', ms=3, label=label)
-            ax.set_title(f'{key}: logits (MSE aligned {mse[0]:.3g}, denoised {mse[1]:.3g})',
-                         fontsize=8)
-            ax.set_xlabel('class', fontsize=8)
+            logits = ex.get('kind') == 'logits'
+            ax.set_title(f'{key}: {"logits" if logits else "1x1 map"} (gamma '
+                         f'{diag["gamma"]:.2f}; MSE to target: aligned {mse[0]:.3g}, '
+                         f'denoised {mse[1]:.3g})', fontsize=8)
+            ax.set_xlabel('class' if logits else 'channel', fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=7)
-            ax_row[1].axis('off')
-            ax_row[2].axis('off')
-            ax.set_position([0.08, ax.get_position().y0, 0.88, ax.get_position().height])
             continue
         for ax, img, label in zip(ax_row, _to_rgb((aligned, refined, target), reduction),
                                   labels):
