@@ -43,6 +43,7 @@ STUDENTS = {
     'rtk': 'rtk_feat_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'aekt': 'aekt_logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'diffkd': 'diffkd_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
+    'diffkd-paper': 'diffkd-paper_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'diffkd-kd': 'diffkd-kd_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
     'diffkd-dist': 'diffkd-dist_feat-logits_resnet18-w16_resnet18-w4_1xb128_fashion-mnist.py',
 }
@@ -53,6 +54,7 @@ LABELS = {'teacher': 'Teacher ResNet-18 w16', 'student': 'Student ResNet-18 w4 a
           'cwd': 'Student + CWD (feat)', 'vkd': 'Student + VkD (pooled feat)',
           'rtk': 'Student + RTK (feat)', 'aekt': 'Student + AEKT (logits)',
           'diffkd': 'Student + DiffKD (feat + logits)',
+          'diffkd-paper': 'Student + DiffKD, paper recipe',
           'diffkd-kd': 'Student + DiffKD + KD',
           'diffkd-dist': 'Student + DiffKD + DIST'}
 # Every config's schedule is written for the full training set (60000 images).
@@ -130,9 +132,9 @@ def load_config(name, *, work_dir, data_root, train_size, epochs, seed, val_size
     logged diagnostics, the final checkpoint kept) and ``options``, a dict of dotted config
     keys (a tuning variant: ``{'model.distill_losses.logits.loss.tau': 2.0}``)."""
     cfg = read_config(name)
+    scale_warmups(cfg, train_size, epochs)  # the config's warm-ups; options give run units
     if options:
         cfg.merge_from_dict(copy.deepcopy(options))
-    scale_warmups(cfg, train_size, epochs)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg[name]
         loader.dataset.data_root = data_root
@@ -161,13 +163,17 @@ def iterations(train_size, epochs, batch_size):
     return epochs * math.ceil(train_size / batch_size)
 
 
-def scale_warmups(cfg, train_size, epochs):
-    """Scale each distillation loss's ``warmup_iters`` to the run's length, in place.
+WARMUP_KEYS = ('warmup_iters', 'distill_warmup_iters')  # DKD / AEKT, DiffKD
 
-    A config's warm-up (DKD's: 1172 iterations, 1/12 of 30 epochs x 469 iterations, the authors'
-    20 of 240 epochs) is sized for its own schedule on the full training set; a shorter run keeps
-    the same fraction (8 epochs x 79 iterations on 10000 images: 53). Returns
-    ``{loss name: (config's, scaled)}`` for the losses that have one.
+
+def scale_warmups(cfg, train_size, epochs):
+    """Scale each distillation loss's warm-up (``warmup_iters``, DiffKD's
+    ``distill_warmup_iters``) to the run's length, in place.
+
+    A config's warm-up is sized for its own schedule on the full training set (DKD's 1172
+    iterations: 1/12 of 30 epochs x 469 iterations, the authors' 20 of 240 epochs; DiffKD's 3562:
+    a quarter); a shorter run keeps the same fraction (8 epochs x 79 iterations on 10000 images:
+    53 and 160). Returns ``{loss name: (config's, scaled)}`` for the losses that have one.
     """
     batch = cfg.train_dataloader.batch_size
     full = cfg.train_dataloader.dataset.get('indices', None) or FULL_TRAIN_SIZE
@@ -175,10 +181,12 @@ def scale_warmups(cfg, train_size, epochs):
     run = iterations(train_size, epochs, batch)
     scaled = {}
     for name, spec in cfg.model.get('distill_losses', {}).items():
-        warmup = spec.get('loss', {}).get('warmup_iters', 0)
-        if warmup:
-            spec.loss.warmup_iters = max(1, round(warmup * run / planned))
-            scaled[name] = (warmup, spec.loss.warmup_iters)
+        loss = spec.get('loss', {})
+        for key in WARMUP_KEYS:
+            warmup = loss.get(key, 0)
+            if warmup:
+                loss[key] = max(1, round(warmup * run / planned))
+                scaled[name] = (warmup, loss[key])
     return scaled
 
 

@@ -13,7 +13,7 @@ from helpers import REPO
 pytest.importorskip('mmpretrain', reason='needs mmpretrain (bash tools/setup.sh)')
 
 ALL = ['student', 'kd', 'dist', 'dkd', 'fitnets', 'cwd', 'vkd', 'rtk', 'aekt', 'diffkd',
-       'diffkd-kd', 'diffkd-dist']
+       'diffkd-paper', 'diffkd-kd', 'diffkd-dist']
 
 
 def _load(name, path):
@@ -210,3 +210,19 @@ def test_tuning_report_sorts_trials_by_holdout_score(bench, demo, tmp_path):
     assert rows[0].startswith('| b (1) | 83.50 | logits.loss.tau=2.0')
     assert rows[1].startswith('| a (1) | 82.00')
     assert 'Student alone: 80.00' in text and '2 of 3 trials done' in text
+
+
+def test_diffkd_warmup_is_scaled_like_dkds_and_options_are_in_run_units(demo, tmp_path):
+    """The shipped DiffKD warm-up is a quarter of the config's schedule: 3562 of 14070
+    iterations becomes 160 of the demo's 632; a tuning option is taken as it is."""
+    cfg = demo.load_config(demo.STUDENTS['diffkd'], work_dir='w', data_root='d',
+                           train_size=10000, epochs=8, seed=0)
+    losses = cfg.model.distill_losses
+    assert losses.feat.loss.distill_warmup_iters == losses.logits.loss.distill_warmup_iters == 160
+    paper = demo.load_config(demo.STUDENTS['diffkd-paper'], work_dir='w', data_root='d',
+                             train_size=10000, epochs=8, seed=0)
+    assert paper.model.distill_losses.feat.loss.distill_warmup_iters == 0
+    tuned = demo.load_config(demo.STUDENTS['diffkd'], work_dir='w', data_root='d',
+                             train_size=10000, epochs=8, seed=0,
+                             options={'model.distill_losses.feat.loss.distill_warmup_iters': 50})
+    assert tuned.model.distill_losses.feat.loss.distill_warmup_iters == 50
