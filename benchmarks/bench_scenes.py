@@ -6,6 +6,7 @@
     python benchmarks/bench_scenes.py --task det --runs student diffkd --seeds 0 1
     python benchmarks/bench_scenes.py --task det --tune           # benchmarks/tuning.py trials
     python benchmarks/bench_scenes.py --task det --tune --shard 2/2  # every 2nd run (2 processes)
+    python benchmarks/bench_scenes.py --task det --runs pkd diffkd --full-schedule  # 6 epochs
 
 Each run is ``tools/train.py CONFIG --work-dir work_dirs/bench_scenes/<task>/<run>_seed<s>``
 with ``randomness.seed=<s>``; distilled runs take the teacher of ``teacher_seed<teacher-seed>``.
@@ -126,12 +127,13 @@ def format_option(key, value):
     return f'+{key}={text(value)}'
 
 
-def run_options(task, run, seed, cfg_options=(), trial=None, split='test'):
-    """The ``--cfg-options`` of one run: seed, the user's options, the students' schedule, the
-    run's own options (a variant of a config), the hold-out data and the trial's settings."""
+def run_options(task, run, seed, cfg_options=(), trial=None, split='test', full=False):
+    """The ``--cfg-options`` of one run: seed, the user's options, the students' schedule
+    (half the teacher's; ``full``: the teacher's own), the run's own options (a variant of a
+    config), the hold-out data and the trial's settings."""
     spec = TASKS[task]
     options = [f'randomness.seed={seed}', *cfg_options]
-    if run != 'teacher':
+    if run != 'teacher' and not full:
         options += spec['student_options']
     options += list(spec.get('run_options', {}).get(run, ()))
     if split == 'holdout':
@@ -141,14 +143,16 @@ def run_options(task, run, seed, cfg_options=(), trial=None, split='test'):
     return options
 
 
-def run_name(run, seed, trial=None, split='test'):
+def run_name(run, seed, trial=None, split='test', full=False):
     name = run if trial is None else f'{run}-{trial.name}'
-    return f'{name}_seed{seed}' + ('' if split == 'test' else f'_{split}')
+    return (f'{name}_seed{seed}' + ('' if split == 'test' else f'_{split}') +
+            ('_full' if full and run != 'teacher' else ''))
 
 
 def run_one(task, run, seed, args, trial=None, split='test'):
     spec = TASKS[task]
-    work_dir = osp.join(args.work_root, task, run_name(run, seed, trial, split))
+    full = getattr(args, 'full_schedule', False)
+    work_dir = osp.join(args.work_root, task, run_name(run, seed, trial, split, full))
     result_file = osp.join(work_dir, 'result.json')
     if osp.exists(result_file) and not args.force:
         with open(result_file) as f:
@@ -158,7 +162,7 @@ def run_one(task, run, seed, args, trial=None, split='test'):
         raise FileNotFoundError(f'{config} does not exist; runs of {task}: '
                                 f'{sorted(spec["runs"])}')
     os.makedirs(work_dir, exist_ok=True)
-    options = run_options(task, run, seed, args.cfg_options, trial, split)
+    options = run_options(task, run, seed, args.cfg_options, trial, split, full)
     finished = collect(work_dir, spec, run, seed, config, options)
     if finished is not None and not args.force:
         return _save(dict(finished, trial=trial and trial.name, split=split), result_file)
@@ -316,6 +320,8 @@ def main(argv=None):
     parser.add_argument('--tune', action='store_true',
                         help='the tuning trials of benchmarks/tuning.py on the hold-out part')
     parser.add_argument('--shard', type=tuning.parse_shard, help='i/n: every n-th run only')
+    parser.add_argument('--full-schedule', action='store_true',
+                        help="students train the teacher's whole schedule (work dirs *_full)")
     args = parser.parse_args(argv)
     if args.tune:
         print(tune(args))
@@ -325,13 +331,11 @@ def main(argv=None):
     if unknown:
         parser.error(f'unknown runs {unknown} for --task {args.task}; choose from '
                      f'{sorted(TASKS[args.task]["runs"])}')
-    results = []
-    if 'teacher' in runs:  # the teacher of --teacher-seed teaches every seed
-        results.append(run_one(args.task, 'teacher', args.teacher_seed, args))
-    for seed in args.seeds:
-        for run in runs:
-            if run != 'teacher':
-                results.append(run_one(args.task, run, seed, args))
+    plan = [('teacher', args.teacher_seed)] if 'teacher' in runs else []
+    plan += [(run, seed) for seed in args.seeds for run in runs if run != 'teacher']
+    if args.shard:
+        plan = tuning.shard_filter(plan, args.shard)
+    results = [run_one(args.task, run, seed, args) for run, seed in plan]
     out = table(args.task, results)
     print(out)
     path = osp.join(args.work_root, f'{args.task}_table.md')
