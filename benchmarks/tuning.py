@@ -130,6 +130,9 @@ SCENES = {
             Trial('w5', {}),
             Trial('w2', {f'{_CWD}.weight': 2.0}),
             Trial('w10-tau2', {f'{_CWD}.weight': 10.0, f'{_CWD}.loss.tau': 2.0}),
+            # round 2, after round 1 ranked w5 (24.8) and w2 (24.7) above w10-tau2 (23.2): the
+            # CWD paper's own segmentation setting (Shu et al., ICCV 2021: tau 4, weight 3)
+            Trial('w3-tau4', {f'{_CWD}.weight': 3.0, f'{_CWD}.loss.tau': 4.0}, round=2),
         ]),
         'diffkd': expand({f'{_SEG_FEAT}.weight': 1.0, f'{_SEG_LOGITS}.weight': 1.0,
                           f'{_SEG_LOGITS}.loss.kernel_size': 1,
@@ -140,6 +143,12 @@ SCENES = {
             Trial('no-distill-grad-to-denoiser', {
                 f'{_SEG_FEAT}.loss.distill_updates_diffusion': False,
                 f'{_SEG_LOGITS}.loss.distill_updates_diffusion': False}),
+            # round 2, after round 1 ranked the whole-map logits (25.6) first: with the
+            # warm-up (Fashion-MNIST's best setting) over a quarter of the 500 iterations
+            Trial('logit-map-k3-warmup125', {f'{_SEG_LOGITS}.loss.kernel_size': 3,
+                                             f'{_SEG_FEAT}.loss.distill_warmup_iters': 125,
+                                             f'{_SEG_LOGITS}.loss.distill_warmup_iters': 125},
+                  round=2),
         ]),
     },
 }
