@@ -130,8 +130,8 @@ SCENES = {
             Trial('w5', {}),
             Trial('w2', {f'{_CWD}.weight': 2.0}),
             Trial('w10-tau2', {f'{_CWD}.weight': 10.0, f'{_CWD}.loss.tau': 2.0}),
-            # round 2, after round 1 ranked w5 (24.8) and w2 (24.7) above w10-tau2 (23.2): the
-            # CWD paper's own segmentation setting (Shu et al., ICCV 2021: tau 4, weight 3)
+            # round 2, after round 1 ranked w5 (24.8) and w2 (24.7) above w10-tau2 (23.2): a
+            # softer channel distribution (tau 4) at a weight between the two best
             Trial('w3-tau4', {f'{_CWD}.weight': 3.0, f'{_CWD}.loss.tau': 4.0}, round=2),
         ]),
         'diffkd': expand({f'{_SEG_FEAT}.weight': 1.0, f'{_SEG_LOGITS}.weight': 1.0,
