@@ -61,9 +61,15 @@ TASKS = {
             'student': 'retinanet_r18_fpn_1xb8-6e_scenes.py',
             'diffkd': 'diffkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
             'pkd': 'pkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
+            # the DiffKD config with the paper's recipe: weight 1, no warm-up
+            'diffkd-paper': 'diffkd_fpn_retinanet_r50_retinanet_r18_1xb8-6e_scenes.py',
         },
+        run_options={'diffkd-paper': ('model.distill_losses.fpn.weight=1.0',
+                                      'model.distill_losses.fpn.loss.distill_warmup_iters=0')},
         labels={'teacher': 'RetinaNet R-50 (teacher)', 'student': 'RetinaNet R-18 alone',
-                'diffkd': 'R-18 + DiffKD (5 FPN levels)', 'pkd': 'R-18 + PKD (5 FPN levels)'}),
+                'diffkd': 'R-18 + DiffKD (5 FPN levels, tuned)',
+                'pkd': 'R-18 + PKD (5 FPN levels, tuned)',
+                'diffkd-paper': 'R-18 + DiffKD (5 FPN levels, paper recipe)'}),
     'seg': dict(
         holdout_options=(
             '+train_dataloader.dataset.ann_file=splits/train_fit.txt',
@@ -84,14 +90,16 @@ TASKS = {
             'diffkd': 'diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
             'diffkd-cwd':
                 'diffkd-cwd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
-            # the DiffKD config with its documented option: the whole logit map as one feature
-            'diffkd-map': 'diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
+            # the DiffKD config with each pixel's logits as a 1x1 feature (kernel 1)
+            'diffkd-pixel':
+                'diffkd_feat-logits_deeplabv3_r50-d16_deeplabv3_r18-d16_1xb8-1k_scenes.py',
         },
-        run_options={'diffkd-map': ('model.distill_losses.logits.loss.kernel_size=3',)},
+        run_options={'diffkd-pixel': ('model.distill_losses.logits.loss.kernel_size=1',)},
         labels={'teacher': 'DeepLabV3 R-50-d16 (teacher)', 'student': 'DeepLabV3 R-18-d16 alone',
-                'cwd': 'R-18 + CWD (logits)', 'diffkd': 'R-18 + DiffKD (layer4 + logits)',
+                'cwd': 'R-18 + CWD (logits)',
+                'diffkd': 'R-18 + DiffKD (layer4 + logit map, tuned)',
                 'diffkd-cwd': 'R-18 + DiffKD + CWD',
-                'diffkd-map': 'R-18 + DiffKD (layer4 + logit map, kernel 3)'}),
+                'diffkd-pixel': 'R-18 + DiffKD (layer4 + per-pixel logits)'}),
 }
 
 

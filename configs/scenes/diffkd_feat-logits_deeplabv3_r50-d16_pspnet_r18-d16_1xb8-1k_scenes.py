@@ -4,7 +4,7 @@
 # - `feat`: the backbone's last stage (512 <- 2048 channels, 8x8 at 128 px), 3x3 denoiser on the
 #   teacher feature compressed by the linear autoencoder to 256 channels, MSE;
 # - `logits`: the decode head's class logits (`conv_seg`, 11 channels; PSPHead and ASPPHead both
-#   end in it), each pixel's 11 scores denoised as a 1x1 feature (kernel 1), per-pixel KL, tau 1.
+#   end in it) as one map, 3x3 denoiser, KL of the class softmax at every pixel, tau 1.
 # Train the teacher first (its checkpoint path below is tools/train.py's default work dir):
 #   bash tools/dist_train.sh configs/scenes/deeplabv3_r50-d16_1xb8-1k_scenes.py 1
 #   bash tools/dist_train.sh \
@@ -22,16 +22,9 @@ model = dict(
         feat=dict(loss=dict(type='DiffKD', kernel_size=3, use_ae=True, ae_channels=256,
                             inference_steps=5),
                   student='backbone.layer4', teacher='backbone.layer4', weight=1.0),
-        logits=dict(loss=dict(type='DiffKD', kernel_size=1, distill_loss='kl', tau=1.0,
+        logits=dict(loss=dict(type='DiffKD', kernel_size=3, distill_loss='kl', tau=1.0,
                               inference_steps=5),
                     student='decode_head.conv_seg', teacher='decode_head.conv_seg',
                     weight=1.0),
-        # Option, the whole logit map as one feature map instead of per-pixel 1x1 features: a
-        # 3x3 denoiser sees each pixel's neighbourhood (class boundaries), KL of the class
-        # softmax at every pixel (or distill_loss='mse' on the raw logits). Replace `logits`:
-        # logits=dict(loss=dict(type='DiffKD', kernel_size=3, distill_loss='kl', tau=1.0,
-        #                       inference_steps=5),
-        #             student='decode_head.conv_seg', teacher='decode_head.conv_seg',
-        #             weight=1.0),
     ))
 custom_hooks = [dict(type='mmdiffkd.DiffKDVisHook', interval=250)]

@@ -19,7 +19,12 @@ model = dict(
         config='{{fileDirname}}/faster-rcnn_r50_fpn_1xb8-6e_scenes.py',
         checkpoint='work_dirs/faster-rcnn_r50_fpn_1xb8-6e_scenes/epoch_6.pth'),
     distill_losses=dict(
-        # 128 channels on both sides, 3x3 denoiser, MSE to the teacher level, 5 DDIM steps.
-        fpn=dict(loss=dict(type='DiffKD', kernel_size=3, inference_steps=5),
+        # 128 channels on both sides, 3x3 denoiser, MSE to the teacher level, 5 DDIM steps;
+        # weight 15 per level and the distillation term ramped in over the first 150
+        # iterations (docs/diffkd.md), chosen on the hold-out split with the same tuning budget
+        # as PKD (4 trials; the paper's recipe, weight 1 without a warm-up, was one of them:
+        # docs/detection.md).
+        fpn=dict(loss=dict(type='DiffKD', kernel_size=3, inference_steps=5,
+                           distill_warmup_iters=150),
                  student='neck', teacher='neck', index=[0, 1, 2, 3, 4], share=False,
-                 weight=1.0)))
+                 weight=15.0)))

@@ -54,9 +54,9 @@ def test_run_options_seed_schedule_and_variant(bench):
     assert bench.run_options('seg', 'teacher', 1) == ['randomness.seed=1']
     assert bench.run_options('seg', 'diffkd', 0, ['a=1']) == [
         'randomness.seed=0', 'a=1', *spec['student_options']]
-    variant = bench.run_options('seg', 'diffkd-map', 0)
-    assert variant[-1] == 'model.distill_losses.logits.loss.kernel_size=3'
-    assert spec['runs']['diffkd-map'] == spec['runs']['diffkd']
+    variant = bench.run_options('seg', 'diffkd-pixel', 0)
+    assert variant[-1] == 'model.distill_losses.logits.loss.kernel_size=1'
+    assert spec['runs']['diffkd-pixel'] == spec['runs']['diffkd']
 
 
 def test_table_means_and_gap_closed(bench):
