@@ -179,14 +179,17 @@ def world_size_from_log(log):
 # ---- configs ---------------------------------------------------------------------------------
 
 def repo_path(path, repo):
-    """``path`` relative to ``repo`` when inside it, ``pkg::...`` kept, else its file name (a
-    metafile never names a path of the machine that published it)."""
+    """``path`` relative to ``repo`` when inside it, ``pkg::...`` kept, else the unique
+    ``configs/**`` file of its name, else its file name (a metafile never names a path of the
+    machine that published it)."""
     if '::' in path:
         return path
     full = osp.abspath(path)
     if repo is not None and full.startswith(osp.abspath(repo) + os.sep):
         return osp.relpath(full, repo)
-    return osp.basename(path)
+    # a run trained from another checkout: the config of that name in this one, when unique
+    found = find_training_config(osp.basename(path), repo)
+    return osp.relpath(found, repo) if found else osp.basename(path)
 
 
 def find_training_config(name, repo):

@@ -410,3 +410,17 @@ def test_publish_segmentor_and_init_model(tmp_path, monkeypatch):
         assert inference_model(model, image).pred_sem_seg.data.shape == (1, 64, 64)
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_repo_path_names_configs_of_another_checkout_by_their_place_here(tmp_path):
+    """A run trained from another checkout (a worktree) names its teacher config by an absolute
+    path outside this repository: the metafile gets this repository's config of that name."""
+    from mmdiffkd.engine.publish import repo_path
+    repo = tmp_path / 'repo'
+    (repo / 'configs' / 'fmnist').mkdir(parents=True)
+    (repo / 'configs' / 'fmnist' / 'teacher_cfg.py').write_text('model = None\n')
+    other = tmp_path / 'other' / 'configs' / 'fmnist' / '_base_' / '..' / 'teacher_cfg.py'
+    assert repo_path(str(other), str(repo)) == osp.join('configs', 'fmnist', 'teacher_cfg.py')
+    # no such config here: only the file name, never a path of the publishing machine
+    assert repo_path(str(tmp_path / 'x' / 'absent.py'), str(repo)) == 'absent.py'
+    assert repo_path('mmdet::retinanet/r.py', str(repo)) == 'mmdet::retinanet/r.py'
