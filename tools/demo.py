@@ -191,13 +191,19 @@ def scale_warmups(cfg, train_size, epochs):
 
 
 def config_hash(cfg):
-    """Key of a run (teacher or student): its full config text, minus where it is written."""
+    """Key of a run (teacher or student): its full config text, minus where it is written and
+    where the checkout lies (the teacher checkpoint counts by its file name, which carries the
+    teacher's own key), so a moved or second checkout of the repository finds the same runs."""
     cfg = copy.deepcopy(cfg)
     cfg.work_dir = ''
     cfg.train_dataloader.dataset.data_root = ''
     cfg.val_dataloader.dataset.data_root = ''
     cfg.test_dataloader.dataset.data_root = ''
-    return hashlib.sha256(cfg.pretty_text.encode()).hexdigest()[:12]
+    teacher = cfg.model.get('teacher')
+    if isinstance(teacher, dict) and isinstance(teacher.get('checkpoint'), str):
+        teacher['checkpoint'] = osp.basename(teacher['checkpoint'])
+    text = cfg.pretty_text.replace(REPO, '<repo>')
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # ---- training ---------------------------------------------------------------------------------

@@ -76,6 +76,29 @@ def test_teacher_and_diffkd_student_train_and_cache(demo, tmp_path, data_root):
         demo.config_hash(demo.load_config(
             demo.TEACHER, work_dir='a', data_root='b', train_size=256, epochs=1, seed=0))
 
+    # The key does not depend on where the checkout or the cache lies (a second worktree, a
+    # moved clone): the teacher counts by its checkpoint's file name, the repository by a
+    # placeholder; what the run is still counts.
+    def kd_key(ckpt, tau=4.0, repo=None):
+        cfg = demo.load_config(demo.STUDENTS['kd'], work_dir='a', data_root='b', train_size=256,
+                               epochs=1, seed=0, teacher_checkpoint=ckpt)
+        cfg.model.distill_losses.logits.loss.tau = tau
+        if repo is None:
+            return demo.config_hash(cfg)
+        # the same config, loaded by the demo of a checkout elsewhere
+        teacher, here = cfg.model.teacher, demo.REPO
+        assert teacher.config.startswith(here)
+        teacher.config = teacher.config.replace(here, repo)
+        try:
+            demo.REPO = repo
+            return demo.config_hash(cfg)
+        finally:
+            demo.REPO = here
+    name = osp.basename(path)
+    assert kd_key(path) == kd_key(str(tmp_path / 'elsewhere' / name), repo='/srv/other_clone')
+    assert kd_key(path) != kd_key(path, tau=2.0)
+    assert kd_key(path) != kd_key(str(tmp_path / 'teacher_0123456789ab.pth'))
+
     # Student runs are cached too (the table can be printed again without training).
     first = demo.train_student('student', args, path, progress=False)
     second = demo.train_student('student', args, path, progress=False)
