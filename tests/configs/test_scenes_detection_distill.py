@@ -14,7 +14,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, load_tool
+from helpers import REPO, load_tool, shrink_scenes_config
 from mmengine.config import Config
 from mmengine.logging import MessageHub
 from mmengine.runner import Runner
@@ -67,22 +67,14 @@ def _resize_to(pipeline, size):
 
 
 def _shrink(cfg, root, work_dir, iters=2):
-    """The config on the tiny set: 64 px, batch 2, no workers, ``iters`` iterations, then one
-    validation; a checkpoint at the end; the dry forward at 64 px."""
-    cfg.work_dir = str(work_dir)
-    cfg.data_root = root
+    """The config on the tiny set (``helpers.shrink_scenes_config``) at 64 px: ``iters``
+    iterations, then one validation; a checkpoint at the end; the dry forward at 64 px."""
+    shrink_scenes_config(cfg, root, work_dir)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[name]
-        loader.update(batch_size=2, num_workers=0, persistent_workers=False)
-        loader.dataset.data_root = root
-        _resize_to(loader.dataset.pipeline, SIZE)
-    for name in ('val_evaluator', 'test_evaluator'):
-        cfg[name].ann_file = root + 'annotations/val.json'
+        _resize_to(cfg[name].dataset.pipeline, SIZE)
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
     cfg.param_scheduler = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=iters, by_epoch=False)
-    cfg.default_hooks.pop('visualization')
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.log_processor = dict(by_epoch=False)
     cfg.randomness = dict(seed=0)
     cfg.model.dry_run = dict(input_size=(SIZE, SIZE))
