@@ -34,7 +34,10 @@ from its log; the checkpoint is the student alone (no teacher, no distillation m
 with its release config (`Metadata: Release Config` in the metafile) through
 `mmdet.apis.init_detector`, `mmseg.apis.init_model` or mmpretrain's `get_model`. Gap closed =
 (distilled - student alone) / (teacher - student alone), when both are in the entry. Checkpoints
-are not in git; `Weights` in the metafiles says where each one is published.
+are not in git; `Weights` in the metafiles says where each one is published. "Trained with"
+lists what the run changed from its config (`Metadata: Config Changes`, found by
+`tools/publish_model.py` by comparing the run's dumped config with the config file), e.g. the
+shorter schedules and data subsets of the CPU benchmarks: the metric is that run's.
 '''
 
 
@@ -117,8 +120,10 @@ def row(model, source):
                                           else '')
         if teacher_metric is not None and alone is not None and teacher_metric != alone:
             gap = f'{gap_closed(value, alone, teacher_metric):.0f} %'
+    changes = ', '.join(f'`{k}={v}`' for k, v in (meta.get('Config Changes') or {}).items())
     cells = [method, student_cell, teacher_cell, value, gap, _config_link(model.get('Config')),
-             _weights(_require(model, source, 'Weights')), f'`{meta.get("SHA256", "")}`']
+             changes, _weights(_require(model, source, 'Weights')),
+             f'`{meta.get("SHA256", "")}`']
     return task, dataset, metric, '| ' + ' | '.join(_cell(c) for c in cells) + ' |'
 
 
@@ -140,7 +145,8 @@ def render(index_file=INDEX):
         for (dataset, metric), rows in sorted(groups[task].items()):
             lines += ['', f'### {dataset}', '',
                       f'| method | student | teacher | {metric} | gap closed | config | '
-                      'checkpoint | sha256 |', '|---|---|---|---:|---:|---|---|---|', *rows]
+                      'trained with (changed from the config) | checkpoint | sha256 |',
+                      '|---|---|---|---:|---:|---|---|---|---|', *rows]
     empty = [osp.relpath(p, repo) for p in index['metafiles']
              if not any(src == p for src, _ in index['models'])]
     if not index['models']:

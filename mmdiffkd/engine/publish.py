@@ -34,6 +34,7 @@ from mmdiffkd.utils.checkpoint import CheckpointMismatchError
 from .export import export_student, sha256_of
 from .metafile import (TASKS, dump_yaml, fsync_dir, load_index, metafile_with_model,
                        metric_name, metric_value, write_atomic)
+from .nonfinite import finite_wrapper_type
 
 DISTILLER_TYPES = ('mmdiffkd.Distiller', 'Distiller')
 TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
@@ -326,6 +327,55 @@ def distillation_metadata(cfg, config, repo, rows, scalars, metrics, teacher_wor
 
 # ---- publishing ------------------------------------------------------------------------------
 
+# what a run may change from its config and still be that config's model (others: its own
+# config); paths, seeds and where files go are said elsewhere in the entry or are the machine's
+CHANGE_ROOTS = ('model', 'train_cfg', 'train_dataloader', 'val_dataloader', 'val_evaluator',
+                'optim_wrapper', 'param_scheduler')
+CHANGE_IGNORED = ('data_root', 'work_dir', 'checkpoint', 'num_workers', 'persistent_workers')
+
+
+def _flatten(value, prefix, out):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(v, f'{prefix}.{k}' if prefix else str(k), out)
+    elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple))
+                                                  for v in value):
+        for i, v in enumerate(value):
+            _flatten(v, f'{prefix}.{i}', out)
+        out[f'{prefix}.#'] = len(value)
+    else:
+        out[prefix] = list(value) if isinstance(value, tuple) else value
+
+
+def _is_path(value):
+    return isinstance(value, str) and (os.sep in value or value.endswith(('.py', '.pth')))
+
+
+def config_changes(run_cfg, config):
+    """``{dotted key: the run's value}`` wherever the run's dumped config differs from the
+    training ``config`` file in what makes the model (``CHANGE_ROOTS``): the ``--cfg-options``
+    a benchmark or a user passed (a shorter schedule, a data subset, other loss weights), so the
+    entry says what was trained. File paths and where things are written are left out."""
+    ran, declared = {}, {}
+    ref = Config.fromfile(config)
+    for root in CHANGE_ROOTS:
+        _flatten(run_cfg.get(root), root, ran)
+        _flatten(ref.get(root), root, declared)
+    changes = {}
+    for key in sorted(set(ran) | set(declared)):
+        if key.split('.')[-1] in CHANGE_IGNORED:
+            continue
+        new, old = ran.get(key), declared.get(key)
+        if new == old or (_is_path(new) and (old is None or _is_path(old))):
+            continue
+        if key == 'optim_wrapper.type' and new == finite_wrapper_type(old or 'OptimWrapper'):
+            continue  # tools/train.py's NaN guard around the same optimizer step
+        if not isinstance(new, (bool, int, float, str, list, type(None))):
+            new = repr(new)
+        changes[key] = new
+    return changes
+
+
 def _copy_file(src, dst):
     with open(src, 'rb') as fin, open(dst, 'wb') as fout:
         shutil.copyfileobj(fin, fout)
@@ -501,6 +551,10 @@ def publish(work_dir, out='release', *, repo=None, checkpoint=None, config=None,
         seed = (cfg.get('randomness') or {}).get('seed')
         if seed is not None:
             metadata['Seed'] = seed
+        if config is not None:
+            changes = config_changes(cfg, config)
+            if changes:
+                metadata['Config Changes'] = changes
         log_name = f'{name}_{stamp}.log'
         _copy_file(run['log'], osp.join(staging, log_name))
         _copy_file(run['scalars'], osp.join(staging, f'{name}_{stamp}.json'))
@@ -576,7 +630,7 @@ def _check_metric_step(found, meta, by_epoch, checkpoint, scalars):
 
 
 METADATA_ORDER = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'Seed',
-                  'Distillation Losses', 'Teacher', 'Student', 'SHA256', 'Release Config',
+                  'Config Changes', 'Distillation Losses', 'Teacher', 'Student', 'SHA256', 'Release Config',
                   'Training Log')
 
 

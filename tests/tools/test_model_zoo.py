@@ -93,9 +93,16 @@ def test_zoo_row_and_gap_closed(tmp_path):
     assert modelindex.load(index).check(silent=True) == []
     page = load_tool('model_zoo').render(index)
     assert ('| KD | small (80.0 alone) | big (90.0) | 85.0 | 50 % | '
-            '[kd_toy](../configs/x/kd_toy.py) | '
+            '[kd_toy](../configs/x/kd_toy.py) |  | '
             '[kd_toy_20261130-1a2b3c4d.pth](https://example.org/kd_toy_20261130-1a2b3c4d.pth) | '
             f'`{ENTRY["Metadata"]["SHA256"]}` |') in page
+    # what a run changed from its config is in its row
+    entry = copy.deepcopy(ENTRY)
+    entry['Metadata']['Config Changes'] = {'train_cfg.max_epochs': 3,
+                                           'model.distill_losses.logits.weight': 2.0}
+    page = load_tool('model_zoo').render(write_index(tmp_path / 'changed', [entry]))
+    assert ('[kd_toy](../configs/x/kd_toy.py) | `train_cfg.max_epochs=3`, '
+            '`model.distill_losses.logits.weight=2.0` | [kd_toy_') in page
     assert '## Image Classification\n\n### Toy\n' in page
 
 

@@ -211,6 +211,7 @@ def test_publish_distilled_classifier_end_to_end(cls_runs, tmp_path, monkeypatch
     assert (meta['Iterations'], meta['Batch Size'], meta['Seed'], meta['SHA256']) == \
         (2, 2, 0, digest)
     assert 'Epochs' not in meta  # an iteration-based run
+    assert 'Config Changes' not in meta, meta['Config Changes']  # trained as its config says
     assert yaml.safe_load(metafile.read_text())['Models'] == [entry]
 
     # reload with mmpretrain's own API, from another directory
@@ -236,7 +237,7 @@ def test_publish_distilled_classifier_end_to_end(cls_runs, tmp_path, monkeypatch
         meta['Student']['Metrics']['Top 1 Accuracy']
     gap = f'{100 * (top1 - alone) / (teacher - alone):.0f} %' if teacher != alone else ''
     assert (f'| DiffKD + FitNets + KD | tiny_resnet18 ({alone} alone) | tiny_resnet18_wide '
-            f'({teacher}) | {top1} | {gap} | `https://example.org/mmdiffkd/v0/{name}.py` | '
+            f'({teacher}) | {top1} | {gap} | `https://example.org/mmdiffkd/v0/{name}.py` |  | '
             f'[{ckpt_name}](https://example.org/mmdiffkd/v0/{ckpt_name}) | `{digest}` |') in page
     assert '## Image Classification' in page and '### Tiny Squares' in page
 
@@ -424,3 +425,46 @@ def test_repo_path_names_configs_of_another_checkout_by_their_place_here(tmp_pat
     # no such config here: only the file name, never a path of the publishing machine
     assert repo_path(str(tmp_path / 'x' / 'absent.py'), str(repo)) == 'absent.py'
     assert repo_path('mmdet::retinanet/r.py', str(repo)) == 'mmdet::retinanet/r.py'
+
+
+def test_config_changes_name_what_the_run_changed_and_nothing_else(tmp_path):
+    """The entry records the --cfg-options a run was trained with (a shorter schedule, another
+    loss weight, a data subset), not the paths of the machine, the seed (its own field) or
+    tools/train.py's NaN-guarded optim wrapper."""
+    from mmengine.config import Config
+
+    from mmdiffkd.engine.publish import config_changes
+    config = tmp_path / 'declared.py'
+    config.write_text(textwrap.dedent('''
+        model = dict(type='mmdiffkd.Distiller', teacher=dict(checkpoint='work_dirs/t/e.pth'),
+                     distill_losses=dict(fpn=dict(loss=dict(type='DiffKD'), weight=15.0)))
+        train_dataloader = dict(batch_size=8, num_workers=2,
+                                dataset=dict(data_root='data/x/', ann_file='train.json'))
+        train_cfg = dict(max_epochs=6, val_interval=1)
+        optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.01))
+        param_scheduler = [dict(type='LinearLR', end=100), dict(type='MultiStepLR',
+                                                                milestones=[4, 5])]
+        randomness = dict(seed=None)
+        '''))
+    run = Config.fromfile(str(config))
+    assert config_changes(run, str(config)) == {}
+    run.model.teacher.checkpoint = '/abs/machine/path/epoch_6.pth'
+    run.train_dataloader.dataset.data_root = '/abs/machine/data/x/'
+    run.train_dataloader.num_workers = 0
+    run.optim_wrapper.type = 'mmdiffkd.FiniteLossOptimWrapper'
+    run.randomness.seed = 1
+    run.work_dir = '/abs/work'
+    assert config_changes(run, str(config)) == {}
+    run.train_cfg.max_epochs = 3
+    run.param_scheduler[1].milestones = [2]
+    run.model.distill_losses.fpn.weight = 1.0
+    run.model.distill_losses.fpn.loss.distill_warmup_iters = 0
+    run.train_dataloader.dataset.indices = 1000
+    assert config_changes(run, str(config)) == {
+        'model.distill_losses.fpn.loss.distill_warmup_iters': 0,
+        'model.distill_losses.fpn.weight': 1.0,
+        'param_scheduler.1.milestones': [2],
+        'train_cfg.max_epochs': 3,
+        'train_dataloader.dataset.indices': 1000}
+    run.optim_wrapper.type = 'AmpOptimWrapper'  # a real change of the optimizer step
+    assert config_changes(run, str(config))['optim_wrapper.type'] == 'AmpOptimWrapper'
