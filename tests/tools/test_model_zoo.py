@@ -96,6 +96,11 @@ def test_zoo_row_and_gap_closed(tmp_path):
             '[kd_toy](../configs/x/kd_toy.py) |  | '
             '[kd_toy_20261130-1a2b3c4d.pth](https://example.org/kd_toy_20261130-1a2b3c4d.pth) | '
             f'`{ENTRY["Metadata"]["SHA256"]}` |') in page
+    # a teacher hardly ahead of the student alone: no ratio over a sub-point gap
+    entry = copy.deepcopy(ENTRY)
+    entry['Metadata']['Teacher']['Metrics'] = {'Top 1 Accuracy': 80.4}
+    page = load_tool('model_zoo').render(write_index(tmp_path / 'small_gap', [entry]))
+    assert '| 85.0 | n/a (gap 0.40) |' in page
     # what a run changed from its config is in its row
     entry = copy.deepcopy(ENTRY)
     entry['Metadata']['Config Changes'] = {'train_cfg.max_epochs': 3,

@@ -235,7 +235,8 @@ def test_publish_distilled_classifier_end_to_end(cls_runs, tmp_path, monkeypatch
     page = load_tool('model_zoo').render(str(tmp_path / 'model-index.yml'))
     teacher, alone = meta['Teacher']['Metrics']['Top 1 Accuracy'], \
         meta['Student']['Metrics']['Top 1 Accuracy']
-    gap = f'{100 * (top1 - alone) / (teacher - alone):.0f} %' if teacher != alone else ''
+    gap = (f'{100 * (top1 - alone) / (teacher - alone):.0f} %' if teacher - alone >= 1 else
+           f'n/a (gap {teacher - alone:.2f})')
     assert (f'| DiffKD + FitNets + KD | tiny_resnet18 ({alone} alone) | tiny_resnet18_wide '
             f'({teacher}) | {top1} | {gap} | `https://example.org/mmdiffkd/v0/{name}.py` |  | '
             f'[{ckpt_name}](https://example.org/mmdiffkd/v0/{ckpt_name}) | `{digest}` |') in page
