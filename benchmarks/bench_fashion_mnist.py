@@ -235,17 +235,8 @@ def tuning_report(results, grid, args, teacher_test_top1):
              f'epochs, seed 0. Student alone: '
              f'{"not run yet" if alone is None else f"{alone:.2f}"}; the teacher (test split, '
              f'for reference) {teacher_test_top1:.2f}.', '']
-    for method, trials in grid.items():
-        done = [(results[(method, t.name)]['top1'], t) for t in trials
-                if (method, t.name) in results]
-        lines.append(f'| {method}: trial (round) | hold-out top-1 (%) | settings |')
-        lines.append('|---|---:|---|')
-        for top1, t in sorted(done, key=lambda x: -x[0]):
-            settings = ', '.join(f'{k.split(".", 2)[-1]}={v}' for k, v in t.options.items())
-            if t.pretrain:
-                settings += f', pre-training {t.pretrain}'
-            lines.append(f'| {t.name} ({t.round}) | {top1:.2f} | {settings} |')
-        lines.append(f'\n{len(done)} of {len(trials)} trials done.\n')
+    lines += tuning.trials_tables(
+        grid, lambda m, t: results.get((m, t.name), {}).get('top1'), 'top-1 (%)', 2)
     return '\n'.join(lines)
 
 

@@ -301,16 +301,9 @@ def tuning_table(task, grid, results):
     alone = 'not run yet' if alone is None else f'{alone["metrics"][key] * scale:.1f}'
     lines = [f'Tuning on the hold-out part of the train scenes (last 20 %; students trained on the '
              f'first 80 %), seed 0. Student alone: {alone}.', '']
-    for run, trials in grid.items():
-        done = [(results[(run, t.name)]['metrics'][key] * scale, t) for t in trials
-                if (run, t.name) in results]
-        lines += [f'| {run}: trial (round) | hold-out {key} | settings |', '|---|---:|---|']
-        for value, t in sorted(done, key=lambda x: -x[0]):
-            settings = ', '.join(f'{k.split(".", 2)[-1]}={v}' for k, v in t.options.items())
-            if t.pretrain:
-                settings += f', pre-training {t.pretrain}'
-            lines.append(f'| {t.name} ({t.round}) | {value:.1f} | {settings} |')
-        lines.append(f'\n{len(done)} of {len(trials)} trials done.\n')
+    lines += tuning.trials_tables(
+        grid, lambda r, t: (results[(r, t.name)]['metrics'][key] * scale
+                            if (r, t.name) in results else None), key, 1)
     return '\n'.join(lines)
 
 

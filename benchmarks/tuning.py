@@ -152,3 +152,20 @@ SCENES = {
         ]),
     },
 }
+
+
+def trials_tables(grid, value, metric, digits):
+    """Markdown lines: per method (or run) of ``grid`` its finished trials, best first, with
+    their settings; ``value(method, trial)`` is the trial's hold-out metric or None (not run)."""
+    lines = []
+    for method, trials in grid.items():
+        done = [(value(method, t), t) for t in trials]
+        done = [(v, t) for v, t in done if v is not None]
+        lines += [f'| {method}: trial (round) | hold-out {metric} | settings |', '|---|---:|---|']
+        for v, t in sorted(done, key=lambda x: -x[0]):
+            settings = ', '.join(f'{k.split(".", 2)[-1]}={o}' for k, o in t.options.items())
+            if t.pretrain:
+                settings += f', pre-training {t.pretrain}'
+            lines.append(f'| {t.name} ({t.round}) | {v:.{digits}f} | {settings} |')
+        lines.append(f'\n{len(done)} of {len(trials)} trials done.\n')
+    return lines
