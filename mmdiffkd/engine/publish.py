@@ -327,8 +327,8 @@ def distillation_metadata(cfg, config, repo, rows, scalars, metrics, teacher_wor
 
 # ---- publishing ------------------------------------------------------------------------------
 
-# what a run may change from its config and still be that config's model (others: its own
-# config); paths, seeds and where files go are said elsewhere in the entry or are the machine's
+# the parts of a config compared with the run's dumped config for `Config Changes`; keys whose
+# values are the publishing machine's (paths, workers) are not changes (the seed has its field)
 CHANGE_ROOTS = ('model', 'train_cfg', 'train_dataloader', 'val_dataloader', 'val_evaluator',
                 'optim_wrapper', 'param_scheduler')
 CHANGE_IGNORED = ('data_root', 'work_dir', 'checkpoint', 'num_workers', 'persistent_workers')
@@ -630,8 +630,8 @@ def _check_metric_step(found, meta, by_epoch, checkpoint, scalars):
 
 
 METADATA_ORDER = ('Training Data', 'Epochs', 'Iterations', 'Batch Size', 'Seed',
-                  'Config Changes', 'Distillation Losses', 'Teacher', 'Student', 'SHA256', 'Release Config',
-                  'Training Log')
+                  'Config Changes', 'Distillation Losses', 'Teacher', 'Student', 'SHA256',
+                  'Release Config', 'Training Log')
 
 
 def _ordered_metadata(metadata):
